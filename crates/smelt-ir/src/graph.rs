@@ -270,6 +270,17 @@ impl Graph {
         Ok(())
     }
 
+    /// Reorders the captures (each must already be a capture of this graph).
+    pub fn set_captures(&mut self, captures: Vec<ValueId>) -> Result<(), GraphError> {
+        for v in &captures {
+            if !self.captures.contains(&v.node) {
+                return Err(GraphError::NoSuchValue(*v));
+            }
+        }
+        self.captures = captures.iter().map(|v| v.node).collect();
+        Ok(())
+    }
+
     /// Reorders or drops graph inputs (each must already be an input of this graph).
     pub fn set_inputs(&mut self, inputs: Vec<ValueId>) -> Result<(), GraphError> {
         for v in &inputs {

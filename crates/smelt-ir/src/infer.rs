@@ -170,6 +170,7 @@ fn dims_i64(v: &[i64]) -> R<Shape> {
 }
 
 /// Spatial output extent of a pooling/conv window.
+#[allow(clippy::too_many_arguments)]
 fn window_out(
     input: &Dim,
     k: i64,
@@ -425,11 +426,12 @@ fn infer_op(cx: &Cx, op: &Op, g: &Graph, id: NodeId) -> R<Vec<Type>> {
         | Op::HardSwish(_)
         | Op::Gelu(_)
         | Op::Clip(_)
-        | Op::Identity(_)
         | Op::Softmax(_)
         | Op::LogSoftmax(_)
         | Op::InstanceNormalization(_)
         | Op::LRN(_) => cx.same(0),
+        // Identity passes any value through: sequences and optionals too.
+        Op::Identity(_) => Ok(cx.pad(vec![cx.ty(0).cloned().ok_or("input 0 is missing")?])),
         Op::Not(_) | Op::IsNaN(_) => Ok(cx.pad(vec![tensor(Some(DType::Bool), cx.shape(0)?)])),
         Op::Cast(c) => Ok(cx.pad(vec![tensor(Some(c.to), cx.shape(0)?)])),
         Op::Dropout(_) => {
@@ -1256,11 +1258,8 @@ fn infer_op(cx: &Cx, op: &Op, g: &Graph, id: NodeId) -> R<Vec<Type>> {
                 .iter()
                 .map(|v| o.body.value_type(*v).clone())
                 .collect();
-            let n_carried = cx
-                .inputs
-                .len()
-                .saturating_sub(2)
-                .min(outs.len().saturating_sub(1));
+            let explicit = cx.inputs.len().saturating_sub(o.body.captures().len());
+            let n_carried = explicit.saturating_sub(2).min(outs.len().saturating_sub(1));
             let mut res: Vec<Type> = (0..n_carried)
                 .map(|i| cx.ty(2 + i).cloned().unwrap_or(Type::Unknown))
                 .collect();

@@ -92,10 +92,15 @@ fn check(g: &Graph, errs: &mut Vec<VerifyError>, names: &mut HashSet<String>) ->
         }
     };
     let inputs: HashSet<ValueId> = g.inputs().into_iter().chain(g.captures()).collect();
+    // Captures stand for values of an enclosing graph and carry their names.
+    let captures: HashSet<ValueId> = g.captures().into_iter().collect();
     for &id in &order {
         let n = g.node(id);
         let label = || Some(g.display_node_name(id));
         for v in &n.outputs {
+            if captures.contains(&ValueId::new(id, 0)) {
+                continue;
+            }
             if !v.name.is_empty() && !names.insert(v.name.clone()) {
                 errs.push(VerifyError {
                     node: label(),

@@ -98,6 +98,7 @@ macro_rules! define_ops {
             #[derive(Clone, Debug, PartialEq)]
             pub struct $name { $( #[doc = concat!("ONNX attribute `", $aname, "`.")] pub $field: $fty, )* }
 
+            #[allow(clippy::ptr_arg, clippy::vec_init_then_push)]
             impl $name {
                 #[allow(unused_mut)]
                 fn attrs(&self) -> Vec<(&'static str, Attr)> {

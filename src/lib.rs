@@ -1,0 +1,1 @@
+//! Workspace-level tests, benchmarks and examples live in tests/, benches/ and examples/.

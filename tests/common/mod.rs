@@ -1,0 +1,70 @@
+//! Helpers shared by the workspace tests: where the fixtures are, and reading test data.
+#![allow(dead_code)]
+
+use smelt_ir::Tensor;
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The fixtures copied into the repository.
+pub fn fixtures() -> PathBuf {
+    root().join("tests/data/fixtures")
+}
+
+/// `../shared` beside the repository, when it is there.
+pub fn shared() -> Option<PathBuf> {
+    let p = root().join("../shared");
+    p.is_dir().then_some(p)
+}
+
+/// Every fixture model: (name, model path, test-data folder).
+pub fn fixture_models() -> Vec<(String, PathBuf, PathBuf)> {
+    let f = fixtures();
+    let mut v = vec![];
+    for name in [
+        "digits_mlp",
+        "digits_cnn",
+        "digits_resnet",
+        "digits_teacher",
+        "digits_student",
+        "digits_student_scratch",
+        "digits_mlp_qdq",
+        "digits_mlp_qdq_wpair",
+        "digits_mlp_wq8",
+        "digits_transformer",
+    ] {
+        v.push((
+            name.to_string(),
+            f.join(name).join("model.onnx"),
+            f.join(name).join("test_data_set_0"),
+        ));
+    }
+    for k in 0..5 {
+        v.push((
+            format!("digits_ensemble_member_{k}"),
+            f.join(format!("digits_ensemble/member_{k}.onnx")),
+            f.join("digits_ensemble/test_data_set_0"),
+        ));
+    }
+    v
+}
+
+/// Reads `input_K.pb` (or `output_K.pb`) files of a test-data folder, in order.
+pub fn read_numbered(dir: &Path, prefix: &str) -> Vec<Tensor> {
+    let mut v = vec![];
+    for k in 0.. {
+        let p = dir.join(format!("{prefix}_{k}.pb"));
+        if !p.exists() {
+            break;
+        }
+        v.push(
+            smelt_onnx::read_tensor_file(&p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                .1,
+        );
+    }
+    v
+}

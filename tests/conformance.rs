@@ -1,0 +1,187 @@
+//! The ONNX operator conformance suite (`../shared/onnx-node-tests`), run on every path.
+//!
+//! For each test: tract on the original model, given every input's fact from the test data,
+//! must reproduce the expected outputs at the suite's tolerance (rtol 1e-3, atol 1e-7; exact
+//! for integers) — those are "the tests tract passes". For each of them, the model exported by
+//! smelt after import (ONNX → IR → ONNX) must pass the same check with tract.
+//!
+//! Skips (with a message) when the suite folder is absent. `SMELT_WRITE_CONFORMANCE=1` writes
+//! the counts and every failure with its reason to docs/conformance.md.
+
+mod common;
+
+use smelt_ir::Tensor;
+use smelt_verify::{compare_all, run_tract_bytes, run_tract_path, Tolerance};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+#[derive(Default)]
+struct Tally {
+    total: usize,
+    skipped_data: Vec<(String, String)>,
+    tract_fails: usize,
+    passed: usize,
+    failed: Vec<(String, String)>,
+    import_refused: Vec<(String, String)>,
+    round_trips: usize,
+    round_trip_refused: Vec<(String, String)>,
+}
+
+fn check(out: Result<Vec<Tensor>, String>, expected: &[Tensor]) -> Result<(), String> {
+    let out = out?;
+    let cmp = compare_all(&out, expected, Tolerance::ONNX_SUITE);
+    for (i, c) in cmp.iter().enumerate() {
+        if !c.ok() {
+            return Err(match &c.incompatible {
+                Some(r) => format!("output {i}: {r}"),
+                None => {
+                    format!(
+                        "output {i}: {} of {} elements differ (max abs {:.3e})",
+                        c.mismatches, c.count, c.max_abs
+                    )
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err("panicked".into()))
+}
+
+fn run_one(dir: &Path, t: &mut Tally) {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let model_path = dir.join("model.onnx");
+    let data = dir.join("test_data_set_0");
+    t.total += 1;
+    // Every model, whatever tract makes of it, must import and export (or be refused with a
+    // reason, which the report lists).
+    let any = guarded(|| {
+        let m = smelt_onnx::load_model(&model_path).map_err(|e| format!("import: {e}"))?;
+        smelt_onnx::model_to_bytes(&m)
+            .map_err(|e| format!("export: {e}"))
+            .map(|_| ())
+    });
+    match any {
+        Ok(()) => t.round_trips += 1,
+        Err(e) => t.round_trip_refused.push((name.clone(), e)),
+    }
+    let read = guarded(|| {
+        let mut inputs = vec![];
+        let mut expected = vec![];
+        for (prefix, v) in [("input", &mut inputs), ("output", &mut expected)] {
+            for k in 0.. {
+                let p = data.join(format!("{prefix}_{k}.pb"));
+                if !p.exists() {
+                    break;
+                }
+                v.push(
+                    smelt_onnx::read_tensor_file(&p)
+                        .map_err(|e| e.to_string())?
+                        .1,
+                );
+            }
+        }
+        Ok((inputs, expected))
+    });
+    let (inputs, expected) = match read {
+        Ok(x) => x,
+        Err(e) => {
+            t.skipped_data
+                .push((name, format!("test data is not plain tensors: {e}")));
+            return;
+        }
+    };
+    if guarded(|| {
+        check(
+            run_tract_path(&model_path, &inputs).map_err(|e| e.to_string()),
+            &expected,
+        )
+    })
+    .is_err()
+    {
+        t.tract_fails += 1;
+        return;
+    }
+    let exported = guarded(|| {
+        let m = smelt_onnx::load_model(&model_path).map_err(|e| format!("import: {e}"))?;
+        smelt_onnx::model_to_bytes(&m).map_err(|e| format!("export: {e}"))
+    });
+    let bytes = match exported {
+        Ok(b) => b,
+        Err(e) => {
+            t.import_refused.push((name, e));
+            return;
+        }
+    };
+    match guarded(|| {
+        check(
+            run_tract_bytes(&bytes, &inputs).map_err(|e| e.to_string()),
+            &expected,
+        )
+    }) {
+        Ok(()) => t.passed += 1,
+        Err(e) => t.failed.push((name, e)),
+    }
+}
+
+#[test]
+fn onnx_node_tests_round_trip_through_the_ir() {
+    let Some(shared) = common::shared() else {
+        eprintln!("skipped: ../shared/onnx-node-tests is absent");
+        return;
+    };
+    let suite = shared.join("onnx-node-tests");
+    let mut dirs: Vec<_> = std::fs::read_dir(&suite)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("model.onnx").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    // tract prints warnings through panics in some tests; keep the output readable.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut t = Tally::default();
+    for d in &dirs {
+        run_one(d, &mut t);
+    }
+    std::panic::set_hook(hook);
+    let tract_passes = t.total - t.skipped_data.len() - t.tract_fails;
+    let mut report = format!(
+        "| path | tests | tract passes on the original | passes after smelt's round trip | failed | refused by smelt's importer/exporter |\n|---|---:|---:|---:|---:|---:|\n| ONNX → IR → ONNX, tract | {} | {} | {} | {} | {} |\n\n{} tests have test data that are not plain tensors (sequences/optionals) and are not counted by tract.\n",
+        t.total,
+        tract_passes,
+        t.passed,
+        t.failed.len(),
+        t.import_refused.len(),
+        t.skipped_data.len()
+    );
+    report.push_str(&format!(
+        "\nImport → export of every model (whatever tract makes of it): {} of {} succeed.\n",
+        t.round_trips, t.total
+    ));
+    for (n, e) in &t.round_trip_refused {
+        report.push_str(&format!("- `{n}`: {e}\n"));
+    }
+    if !t.failed.is_empty() || !t.import_refused.is_empty() {
+        report.push_str("\nFailures after the round trip:\n\n");
+        for (n, e) in t.failed.iter().chain(&t.import_refused) {
+            report.push_str(&format!("- `{n}`: {e}\n"));
+        }
+    }
+    eprintln!("{report}");
+    if std::env::var_os("SMELT_WRITE_CONFORMANCE").is_some() {
+        let path = common::root().join("docs/conformance-roundtrip.md");
+        let _ = std::fs::write(&path, &report);
+    }
+    assert!(
+        t.failed.is_empty() && t.import_refused.is_empty(),
+        "{report}"
+    );
+}
