@@ -93,9 +93,23 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Parses the text form of a model (see [`text::parse_model`]); `#hash` constants come
+    /// from `consts` ([`text::NoConsts`], or a [`text::BlobStore`] read from the blob file).
+    pub fn from_text(src: &str, consts: &dyn text::ConstSource) -> Result<Model, text::ParseError> {
+        text::parse_model(src, consts)
+    }
+}
+
 impl Graph {
     /// The text form (see [`text`]).
     pub fn to_text(&self) -> String {
         text::to_text(self)
+    }
+
+    /// Parses the text form of a graph (see [`text::parse_graph`]); `#hash` constants come
+    /// from `consts` ([`text::NoConsts`], or a [`text::BlobStore`] read from the blob file).
+    pub fn from_text(src: &str, consts: &dyn text::ConstSource) -> Result<Graph, text::ParseError> {
+        text::parse_graph(src, consts)
     }
 }
