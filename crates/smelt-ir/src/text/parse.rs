@@ -754,114 +754,115 @@ impl<'a, 'c> Parser<'a, 'c> {
             parse_float::<f64>(w)
                 .ok_or_else(|| ParseError::expected(pos, "a number", format!("`{w}`")))
         };
-        let made =
-            match dtype {
-                F32 => {
-                    let mut v = Vec::with_capacity(count);
-                    for (tok, pos) in &words {
-                        let w = word(tok, *pos, "a number")?;
-                        v.push(parse_float::<f32>(w).ok_or_else(|| {
+        let made = match dtype {
+            F32 => {
+                let mut v = Vec::with_capacity(count);
+                for (tok, pos) in &words {
+                    let w = word(tok, *pos, "a number")?;
+                    v.push(
+                        parse_float::<f32>(w).ok_or_else(|| {
                             ParseError::expected(*pos, "a number", format!("`{w}`"))
-                        })?);
-                    }
-                    Tensor::from_vec(dims, &v)
+                        })?,
+                    );
                 }
-                F64 => {
-                    let v = words
-                        .iter()
-                        .map(|(t, p)| float(t, *p))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Tensor::from_vec(dims, &v)
+                Tensor::from_vec(dims, &v)
+            }
+            F64 => {
+                let v = words
+                    .iter()
+                    .map(|(t, p)| float(t, *p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Tensor::from_vec(dims, &v)
+            }
+            F16 => {
+                let v = words
+                    .iter()
+                    .map(|(t, p)| float(t, *p).map(f16::from_f64))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Tensor::from_vec(dims, &v)
+            }
+            BF16 => {
+                let v = words
+                    .iter()
+                    .map(|(t, p)| float(t, *p).map(bf16::from_f64))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Tensor::from_vec(dims, &v)
+            }
+            Bool => {
+                let mut v = Vec::with_capacity(count);
+                for (tok, pos) in &words {
+                    v.push(match word(tok, *pos, "`true` or `false`")? {
+                        "true" | "1" => 1,
+                        "false" | "0" => 0,
+                        w => {
+                            return Err(ParseError::expected(
+                                *pos,
+                                "`true` or `false`",
+                                format!("`{w}`"),
+                            ))
+                        }
+                    });
                 }
-                F16 => {
-                    let v = words
-                        .iter()
-                        .map(|(t, p)| float(t, *p).map(f16::from_f64))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Tensor::from_vec(dims, &v)
+                Tensor::from_i64s(dtype, dims, &v)
+            }
+            U64 => {
+                let mut v = Vec::with_capacity(count);
+                for (tok, pos) in &words {
+                    let w = word(tok, *pos, "an integer")?;
+                    v.push(
+                        w.parse::<u64>()
+                            .map_err(|_| ParseError::at(*pos, format!("`{w}` is not a u64")))?,
+                    );
                 }
-                BF16 => {
-                    let v = words
-                        .iter()
-                        .map(|(t, p)| float(t, *p).map(bf16::from_f64))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Tensor::from_vec(dims, &v)
-                }
-                Bool => {
-                    let mut v = Vec::with_capacity(count);
-                    for (tok, pos) in &words {
-                        v.push(match word(tok, *pos, "`true` or `false`")? {
-                            "true" | "1" => 1,
-                            "false" | "0" => 0,
-                            w => {
-                                return Err(ParseError::expected(
-                                    *pos,
-                                    "`true` or `false`",
-                                    format!("`{w}`"),
-                                ))
-                            }
-                        });
-                    }
-                    Tensor::from_i64s(dtype, dims, &v)
-                }
-                U64 => {
-                    let mut v = Vec::with_capacity(count);
-                    for (tok, pos) in &words {
-                        let w = word(tok, *pos, "an integer")?;
-                        v.push(
-                            w.parse::<u64>()
-                                .map_err(|_| ParseError::at(*pos, format!("`{w}` is not a u64")))?,
-                        );
-                    }
-                    Tensor::from_vec(dims, &v)
-                }
-                I8 | U8 | I16 | U16 | I32 | U32 | I64 | I4 | U4 => {
-                    let (lo, hi): (i64, i64) = match dtype {
-                        I8 => (i8::MIN.into(), i8::MAX.into()),
-                        U8 => (0, u8::MAX.into()),
-                        I16 => (i16::MIN.into(), i16::MAX.into()),
-                        U16 => (0, u16::MAX.into()),
-                        I32 => (i32::MIN.into(), i32::MAX.into()),
-                        U32 => (0, u32::MAX.into()),
-                        I4 => (-8, 7),
-                        U4 => (0, 15),
-                        _ => (i64::MIN, i64::MAX),
-                    };
-                    let mut v = Vec::with_capacity(count);
-                    for (tok, pos) in &words {
-                        let w = word(tok, *pos, "an integer")?;
-                        match w.parse::<i64>() {
-                            Ok(x) if is_int_word(w) && (lo..=hi).contains(&x) => v.push(x),
-                            _ => {
-                                return Err(ParseError::at(
-                                    *pos,
-                                    format!("`{w}` is not a {dtype} (from {lo} to {hi})"),
-                                ))
-                            }
+                Tensor::from_vec(dims, &v)
+            }
+            I8 | U8 | I16 | U16 | I32 | U32 | I64 | I4 | U4 => {
+                let (lo, hi): (i64, i64) = match dtype {
+                    I8 => (i8::MIN.into(), i8::MAX.into()),
+                    U8 => (0, u8::MAX.into()),
+                    I16 => (i16::MIN.into(), i16::MAX.into()),
+                    U16 => (0, u16::MAX.into()),
+                    I32 => (i32::MIN.into(), i32::MAX.into()),
+                    U32 => (0, u32::MAX.into()),
+                    I4 => (-8, 7),
+                    U4 => (0, 15),
+                    _ => (i64::MIN, i64::MAX),
+                };
+                let mut v = Vec::with_capacity(count);
+                for (tok, pos) in &words {
+                    let w = word(tok, *pos, "an integer")?;
+                    match w.parse::<i64>() {
+                        Ok(x) if is_int_word(w) && (lo..=hi).contains(&x) => v.push(x),
+                        _ => {
+                            return Err(ParseError::at(
+                                *pos,
+                                format!("`{w}` is not a {dtype} (from {lo} to {hi})"),
+                            ))
                         }
                     }
-                    Tensor::from_i64s(dtype, dims, &v)
                 }
-                String => {
-                    let mut v = Vec::with_capacity(count);
-                    for (tok, pos) in words {
-                        match tok {
-                            Tok::Str(s) => v.push(s),
-                            tok => {
-                                return Err(ParseError::expected(pos, "a string", tok.describe()))
-                            }
-                        }
+                Tensor::from_i64s(dtype, dims, &v)
+            }
+            String => {
+                let mut v = Vec::with_capacity(count);
+                for (tok, pos) in words {
+                    match tok {
+                        Tok::Str(s) => v.push(s),
+                        tok => return Err(ParseError::expected(pos, "a string", tok.describe())),
                     }
-                    Tensor::from_strings(dims, v)
                 }
-                C64 | C128 | F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F4E2M1 | F8E8M0 | U2
-                | I2 => return Err(ParseError::at(
+                Tensor::from_strings(dims, v)
+            }
+            C64 | C128 | F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F4E2M1 | F8E8M0 | U2
+            | I2 => {
+                return Err(ParseError::at(
                     open,
                     format!(
                         "{dtype} constants have no inline form: use `#hash` or `random(seed=N)`"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         made.map_err(|e| ParseError::at(open, e.to_string()))
     }
 
