@@ -588,8 +588,9 @@ graph t(x: f32[2,2]) -> (y: f32[2,2]) {
         vec![1.0, 2.0, 3.0, 4.0]
     );
     let r = g.values_by_name()["r"];
+    // The f32 values, widened exactly to f64.
     assert_eq!(
-        g.const_value(r).unwrap().to_f32_vec().unwrap(),
+        g.const_value(r).unwrap().to_f64_vec().unwrap(),
         vec![
             0.7666215896606445,
             -0.13694405555725098,
@@ -654,7 +655,7 @@ fn random_is_the_documented_generator() {
         vec![1, 0, 0, 1]
     );
     assert_eq!(
-        get("f32[3] random(seed=42)").to_f32_vec().unwrap(),
+        get("f32[3] random(seed=42)").to_f64_vec().unwrap(),
         vec![
             0.48312973976135254,
             -0.680179238319397,
