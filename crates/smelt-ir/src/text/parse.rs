@@ -1332,6 +1332,17 @@ fn parse_float<T: std::str::FromStr>(w: &str) -> Option<T> {
 /// [`crate::infer::infer_graph`] and [`crate::verify`] afterwards to check or complete them.
 pub fn parse_graph(src: &str, consts: &dyn ConstSource) -> Result<Graph, ParseError> {
     let mut p = Parser::new(src, consts);
+    if let Ok(Token {
+        tok: Tok::Word("model"),
+        pos,
+    }) = p.peek().cloned()
+    {
+        return Err(ParseError::expected(
+            pos,
+            "`graph`",
+            "`model` (a model's text reads with `Model::from_text`)".into(),
+        ));
+    }
     let g = p.graph()?;
     p.end()?;
     Ok(g)

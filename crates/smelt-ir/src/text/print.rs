@@ -8,7 +8,7 @@ use crate::attr::Attr;
 use crate::graph::{Graph, ValueId};
 use crate::types::{Dim, TensorType, Type};
 use crate::{DType, Model, Op, Tensor};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 /// Constants with at most this many elements print inline.
@@ -277,12 +277,16 @@ fn graph_text(g: &Graph, indent: usize) -> String {
     // Values without a name that are used still need a printable one.
     let mut tmp = 0;
     let order = g.topo_order().unwrap_or_else(|_| g.node_ids());
+    let used: HashSet<&str> = order
+        .iter()
+        .flat_map(|id| g.node(*id).outputs.iter().map(|v| v.name.as_str()))
+        .collect();
     for id in &order {
         for (port, v) in g.node(*id).outputs.iter().enumerate() {
             let vid = ValueId::new(*id, port as u32);
             if v.name.is_empty() && (!g.users(vid).is_empty() || g.is_output(vid)) {
                 // Skip numbers a named value already uses: the text must not define a name twice.
-                while g.has_value_name(&format!("tmp{tmp}")) {
+                while used.contains(format!("tmp{tmp}").as_str()) {
                     tmp += 1;
                 }
                 p.names.insert(vid, format!("tmp{tmp}"));
