@@ -677,3 +677,38 @@ fn random_is_the_documented_generator() {
     let e = text::parse_tensor("f32[100000,100000] random(seed=1)", &NoConsts).unwrap_err();
     assert!(e.message.contains("limited to"), "{e}");
 }
+
+/// The examples of docs/ir.md, put together, parse, verify after inference and round-trip.
+#[test]
+fn docs_examples_parse() {
+    let src = r#"model ir_version=8 opset(ai.onnx=17, com.microsoft=1)
+graph g(x: f32[4,4], cond: bool[], hi: f32[]) -> (y: f32[4,4], r: f32[4], d: f16[2,4]) {
+  %w = const f32[2,2] [1, 2, 3, 4]           ; ints are accepted for float dtypes
+  %b = const bool[2] [true, false]
+  %s = const string[2] ["a", "b\n"]          ; parser only: the printer hashes strings
+  %rnd = const f32[128,64] random(seed=3)
+  %v = const f32[4] [1.0, 2.0, 3.0, 4.0]
+  %a, %b2, _ = Split(%x, _) {axis=0, num_outputs=3}
+  %c = Clip(%a, _, %hi) : f32[2,4]
+  %d = Cast(%c) {to=f16} : f16[2,4]
+  %y = Relu(%x)                               ; no types: unknown until inference
+   = @Sink(%y) :                              ; an op without outputs
+  %r = If(%cond, %v) {else_branch=graph else() -> (o: f32[4]) captures(x_in: f32[4]) {
+      %o = Neg(%x_in) : f32[4]
+      return %o
+    }, then_branch=graph then() -> (p: f32[4]) captures(x_in: f32[4]) {
+      %p = Relu(%x_in) : f32[4]
+      return %p
+    }} : f32[4]
+  return %y, %r, %d
+}
+"#;
+    let m = Model::from_text(src, &NoConsts).unwrap_or_else(|e| panic!("{}", e.render(src)));
+    let mut g = m.graph.clone();
+    smelt_ir::infer::infer_graph(&mut g).unwrap();
+    let b = g.values_by_name()["b2"];
+    assert_ne!(g.value_type(b), &Type::Unknown, "inference typed the split");
+    let t = m.to_text();
+    let m2 = Model::from_text(&t, &BlobStore::from_graph(&m.graph)).unwrap();
+    assert_eq!(m2.to_text(), t);
+}
