@@ -158,11 +158,20 @@ fn meaning_errors_point_at_the_offending_token() {
     );
     // Model header.
     let e = Model::from_text(
-        "model ir_version=8 opset(ai.onnx=17, ai.onnx=18)\ngraph g() -> () {\n return\n}\n",
+        "model ir_version=8 opset(ai.onnx=x)\ngraph g() -> () {\n return\n}\n",
         &NoConsts,
     )
     .unwrap_err();
-    assert_eq!(e.to_string(), "1:38: this domain is imported twice");
+    assert_eq!(e.to_string(), "1:34: expected an integer but found `x`");
+    let e = Graph::from_text(
+        "model ir_version=8 opset()\ngraph g() -> () {\n return\n}\n",
+        &NoConsts,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "1:1: expected `graph` but found `model` (a model's text reads with `Model::from_text`)"
+    );
 }
 
 #[test]

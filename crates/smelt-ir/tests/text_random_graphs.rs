@@ -246,3 +246,75 @@ fn generated_graphs_round_trip() {
         assert_eq!(t1, t2, "case {case}");
     }
 }
+
+/// Random edits of generated texts: no panic, and every error has a position in the text.
+#[test]
+fn random_edits_of_generated_texts_never_panic() {
+    let mut gen = Gen {
+        rng: SplitMix64::new(11),
+        serial: 0,
+    };
+    let pieces = [
+        "",
+        " ",
+        "%",
+        "_",
+        "=",
+        ",",
+        "(",
+        ")",
+        "{",
+        "}",
+        "[",
+        "]",
+        "<",
+        ">",
+        ":",
+        "\"",
+        "\\",
+        "#",
+        "@",
+        "?",
+        "*",
+        "->",
+        "graph",
+        "return",
+        "const",
+        "f32[2]",
+        "seq<",
+        "random(seed=1)",
+        "\n",
+        ";",
+        "9",
+        "-",
+        "é",
+    ];
+    let mut errors = 0;
+    for _ in 0..60 {
+        let g = gen.graph(0);
+        let src = g.to_text();
+        let store = BlobStore::from_graph(&g);
+        let bounds: Vec<usize> = src
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain([src.len()])
+            .collect();
+        for _ in 0..40 {
+            // Replace 0 to 7 characters at a random place with a random piece.
+            let i = gen.below(bounds.len() as u64) as usize;
+            let j = (i + gen.below(8) as usize).min(bounds.len() - 1);
+            let (a, b) = (bounds[i], bounds[j]);
+            let piece = pieces[gen.below(pieces.len() as u64) as usize];
+            let m = format!("{}{}{}", &src[..a], piece, &src[b..]);
+            if let Err(e) = Graph::from_text(&m, &store) {
+                let lines = m.split('\n').count();
+                assert!(e.line >= 1 && e.line <= lines && e.column >= 1, "{e}\n{m}");
+                assert!(e
+                    .to_string()
+                    .starts_with(&format!("{}:{}: ", e.line, e.column)));
+                errors += 1;
+            }
+        }
+    }
+    assert!(errors > 1000, "{errors}");
+}

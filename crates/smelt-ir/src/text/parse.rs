@@ -1282,11 +1282,9 @@ impl<'a, 'c> Parser<'a, 'c> {
             let mut opsets: Vec<(String, i64)> = vec![];
             if !self.eat(&Tok::Punct(')'))? {
                 loop {
-                    let (d, pos) = self.name("a domain")?;
+                    // A domain imported twice is kept as it is: the printer prints it so.
+                    let (d, _) = self.name("a domain")?;
                     let d = if d == "ai.onnx" { String::new() } else { d };
-                    if opsets.iter().any(|(x, _)| *x == d) {
-                        return Err(ParseError::at(pos, "this domain is imported twice"));
-                    }
                     self.expect_punct('=')?;
                     let (v, _) = self.int()?;
                     opsets.push((d, v));
