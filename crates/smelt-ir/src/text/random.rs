@@ -89,3 +89,35 @@ pub fn random_tensor(dtype: DType, dims: &[usize], seed: u64) -> Result<Tensor, 
     let values: Vec<i64> = (0..n).map(|_| draw(rng.next_u64())).collect();
     Ok(Tensor::from_i64s(dtype, dims.to_vec(), &values)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix64_matches_the_reference_stream() {
+        // Vigna's splitmix64.c, seed 0.
+        let mut r = SplitMix64::new(0);
+        assert_eq!(r.next_u64(), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(r.next_u64(), 0x6e78_9e6a_a1b9_65f4);
+        assert_eq!(r.next_u64(), 0x06c4_5d18_8009_454f);
+        assert_eq!(r.next_u64(), 0xf88b_b8a8_724c_81ec);
+    }
+
+    #[test]
+    fn packed_and_unsupported_dtypes() {
+        // i4 packs two per byte: 6, -2, -8 → nibbles 0x6, 0xe, 0x8.
+        let t = random_tensor(DType::I4, &[3], 0).unwrap();
+        assert_eq!(t.to_i64_vec().unwrap(), vec![6, -2, -8]);
+        assert_eq!(t.bytes().unwrap(), &[0xe6, 0x08]);
+        assert_eq!(
+            random_tensor(DType::String, &[1], 0).unwrap_err(),
+            RandomError::Unsupported(DType::String)
+        );
+        assert_eq!(
+            random_tensor(DType::F32, &[usize::MAX, 2], 0).unwrap_err(),
+            RandomError::TooLarge
+        );
+        assert_eq!(random_tensor(DType::F32, &[0, 5], 9).unwrap().len(), 0);
+    }
+}
