@@ -84,7 +84,7 @@ pub fn fmt_f64(v: f64) -> String {
     }
 }
 
-pub(crate) fn fmt_f32(v: f32) -> String {
+fn fmt_f32(v: f32) -> String {
     if v.is_finite() {
         let s = format!("{v:?}");
         if s.contains('.') || s.contains('e') {
