@@ -130,11 +130,12 @@ fn meaning_errors_point_at_the_offending_token() {
         ("  %c = const f32[1] #abc\n  %y = Relu(%x) : f32[2]\n  return %y\n}\n", "2:21: `#abc` is not a hash of 16 hex digits"),
         ("  %c = const f32[1] random(seed=-1)\n  %y = Relu(%x) : f32[2]\n  return %y\n}\n", "2:33: expected a seed (an unsigned integer) but found `-1`"),
         ("  %c, %d = const f32[1] [1]\n  %y = Relu(%x) : f32[2]\n  return %y\n}\n", "2:12: a constant has one output, here 2"),
+        ("  %y, %z = Split(%x) {axis=0} : f32[1]\n  return %y\n}\n", "2:31: 2 output(s) but 1 type(s): give one type per output"),
         // Signature and return.
         ("  %y = Relu(%x) : f32[2]\n  return %y, %x\n}\n", "3:3: the signature lists 1 output(s) but `return` gives 2"),
         ("  %z = Relu(%x) : f32[2]\n  return %z\n}\n", "3:10: `return` gives `%z` where the signature lists `y`"),
         ("  %y = Relu(%x) : f32[3]\n  return %y\n}\n", "1:24: output `y` is `f32[2]` in the signature but `f32[3]` where it is defined"),
-        ("  %y = Relu(%x) : f32[2], f32[2]\n  return %y\n}\n", "2:25: expected a node (`%name = …`) or `return` but found `,`"),
+        ("  %y = Relu(%x) : f32[2], f32[2]\n  return %y\n}\n", "2:17: 1 output(s) but 2 type(s): give one type per output"),
     ];
     check_cases(cases);
     assert_eq!(
@@ -193,12 +194,29 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         "seq<".repeat(100_000),
         ">".repeat(100_000)
     );
-    assert!(err(&src).contains("nested more than 64 levels deep"));
+    assert!(err(&src).contains("nested too deeply"));
+    // 16 levels of subgraphs are fine, 17 are not.
+    let nest = |n: usize| {
+        let mut src = String::new();
+        for _ in 0..n {
+            src.push_str("graph g() -> () {\n = @A() {g=");
+        }
+        src.push_str("graph g() -> () { return }");
+        for _ in 0..n {
+            src.push_str("}\n return\n}");
+        }
+        src
+    };
+    Graph::from_text(&nest(15), &NoConsts).unwrap();
+    assert_eq!(
+        err(&nest(16)),
+        "17:12: nested too deeply (at most 64 levels of types, 16 of subgraphs)"
+    );
     let mut src = String::new();
     for _ in 0..200 {
         src.push_str("graph g() -> () {\n = @A() {g=");
     }
-    assert!(err(&src).contains("nested more than 64 levels deep"));
+    assert!(err(&src).contains("nested too deeply"));
 }
 
 #[test]

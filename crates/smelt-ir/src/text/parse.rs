@@ -98,8 +98,11 @@ impl ParseError {
     }
 }
 
-/// Deepest nesting of types and subgraphs the parser accepts (a guard for its stack).
+/// Deepest nesting the parser accepts, a guard for its stack: a type counts 1 and a subgraph
+/// [`GRAPH_DEPTH_COST`], so at most 64 levels of types or 16 of subgraphs.
 const MAX_DEPTH: usize = 64;
+/// What one level of subgraph counts against [`MAX_DEPTH`] (its frames are much larger).
+const GRAPH_DEPTH_COST: usize = 4;
 
 // ---- lexer --------------------------------------------------------------------------------------
 
@@ -448,19 +451,22 @@ impl<'a, 'c> Parser<'a, 'c> {
         self.expect(Tok::Punct(c))
     }
 
-    fn enter(&mut self, pos: Pos) -> Result<(), ParseError> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
+    fn enter(&mut self, pos: Pos, cost: usize) -> Result<(), ParseError> {
+        if self.depth + cost > MAX_DEPTH {
             return Err(ParseError::at(
                 pos,
-                format!("nested more than {MAX_DEPTH} levels deep"),
+                format!(
+                    "nested too deeply (at most {MAX_DEPTH} levels of types, {} of subgraphs)",
+                    MAX_DEPTH / GRAPH_DEPTH_COST
+                ),
             ));
         }
+        self.depth += cost;
         Ok(())
     }
 
-    fn leave(&mut self) {
-        self.depth -= 1;
+    fn leave(&mut self, cost: usize) {
+        self.depth -= cost;
     }
 
     fn end(&mut self) -> Result<(), ParseError> {
@@ -498,9 +504,9 @@ impl<'a, 'c> Parser<'a, 'c> {
 
     fn ty(&mut self) -> Result<Type, ParseError> {
         let t = self.next()?;
-        self.enter(t.pos)?;
+        self.enter(t.pos, 1)?;
         let r = self.ty_inner(t);
-        self.leave();
+        self.leave(1);
         r
     }
 
@@ -1040,9 +1046,9 @@ impl<'a, 'c> Parser<'a, 'c> {
 
     fn graph(&mut self) -> Result<Graph, ParseError> {
         let pos = self.expect(Tok::Word("graph"))?;
-        self.enter(pos)?;
+        self.enter(pos, GRAPH_DEPTH_COST)?;
         let r = self.graph_inner();
-        self.leave();
+        self.leave(GRAPH_DEPTH_COST);
         r
     }
 
@@ -1230,13 +1236,23 @@ impl<'a, 'c> Parser<'a, 'c> {
             vec![]
         };
         let mut types = vec![Type::Unknown; outs.len()];
-        if self.eat(&Tok::Punct(':'))? {
-            for (i, ty) in types.iter_mut().enumerate() {
-                if i > 0 {
-                    self.expect_punct(',')?;
-                }
-                *ty = self.ty()?;
+        let colon = self.peek()?.pos;
+        if self.eat(&Tok::Punct(':'))? && !outs.is_empty() {
+            let mut given = vec![self.ty()?];
+            while self.eat(&Tok::Punct(','))? {
+                given.push(self.ty()?);
             }
+            if given.len() != outs.len() {
+                return Err(ParseError::at(
+                    colon,
+                    format!(
+                        "{} output(s) but {} type(s): give one type per output",
+                        outs.len(),
+                        given.len()
+                    ),
+                ));
+            }
+            types = given;
         }
         let op = if opaque {
             Op::Opaque(OpaqueOp {
