@@ -322,25 +322,19 @@ impl<'a> Lexer<'a> {
             c if super::is_name_char(c) => {
                 // A bare name never ends with `:`, so trailing colons belong to what follows
                 // (`x: f32[2]`).
-                let start = self.off;
-                let mut end = start;
-                let mut scan = self.src[start..].char_indices();
-                for (i, ch) in &mut scan {
-                    if !super::is_name_char(ch) {
-                        break;
-                    }
-                    end = start + i + ch.len_utf8();
-                }
-                let word = self.src[start..end].trim_end_matches(':');
+                let rest = &self.src[self.off..];
+                let run = rest
+                    .find(|ch| !super::is_name_char(ch))
+                    .unwrap_or(rest.len());
+                let word = rest[..run].trim_end_matches(':');
                 if word.is_empty() {
                     self.bump();
                     Tok::Punct(':')
                 } else {
-                    let len = word.len();
-                    while self.off < start + len {
-                        self.bump();
-                    }
-                    Tok::Word(&self.src[start..start + len])
+                    // Name characters are ASCII: one byte, one column each.
+                    self.off += word.len();
+                    self.pos.col += word.len();
+                    Tok::Word(word)
                 }
             }
             '(' | ')' | '{' | '}' | '[' | ']' | '<' | '>' | ',' | '=' | '%' | '?' | '*' => {
