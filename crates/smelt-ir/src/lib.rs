@@ -5,7 +5,7 @@
 //! and whose edges carry one value from an output port to an input port. Handles
 //! ([`NodeId`], [`ValueId`]) stay valid while passes add and remove other nodes.
 //!
-//! Invariants (checked by [`verify`], which every stage runs in tests):
+//! Invariants (checked by [`verify()`], which every stage runs in tests):
 //! - the graph is acyclic and each input port has at most one producer;
 //! - every value has a [`Type`]: a dtype and a shape whose dims are known, symbolic or unknown;
 //!   the native backend needs every dim bound, the ONNX path does not;

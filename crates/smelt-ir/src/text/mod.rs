@@ -8,7 +8,7 @@
 //! }
 //! ```
 //!
-//! - [`print`]: graph → text ([`to_text`], [`model_to_text`]); same graph, same bytes.
+//! - [`print`](mod@print): graph → text ([`to_text`], [`model_to_text`]); same graph, same bytes.
 //! - [`parse`]: text → graph ([`parse_graph`], [`parse_model`]); it accepts everything the
 //!   printer prints, and `to_text(parse(to_text(g))) == to_text(g)` byte for byte.
 //! - Constants the printer summarises as `#hash` come back through a [`ConstSource`]:

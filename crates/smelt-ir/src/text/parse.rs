@@ -1337,7 +1337,7 @@ fn parse_float<T: std::str::FromStr>(w: &str) -> Option<T> {
 
 /// Parses the text of one graph (`graph name(…) -> (…) { … }`), resolving `#hash` constants
 /// through `consts`. Types after ` : ` become the declared types of the node outputs; run
-/// [`crate::infer::infer_graph`] and [`crate::verify`] afterwards to check or complete them.
+/// [`crate::infer::infer_graph`] and [`crate::verify()`] afterwards to check or complete them.
 pub fn parse_graph(src: &str, consts: &dyn ConstSource) -> Result<Graph, ParseError> {
     let mut p = Parser::new(src, consts);
     if let Ok(Token {
