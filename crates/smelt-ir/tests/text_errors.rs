@@ -61,6 +61,10 @@ fn syntax_errors_name_what_was_expected() {
             "2:24: expected `=` but found `1`",
         ),
         (
+            "  %y = Relu(%x) {a=[\"a long string that the message does not print in full\"]}\n",
+            "2:21: expected an integer but found string \"a long string that the message does not…",
+        ),
+        (
             "  %y = Relu(%x) $ f32[2]\n  return %y\n}\n",
             "2:17: unexpected character `$`",
         ),

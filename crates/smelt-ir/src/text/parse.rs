@@ -136,7 +136,13 @@ impl Tok<'_> {
     fn describe(&self) -> String {
         match self {
             Tok::Word(w) => format!("`{w}`"),
-            Tok::Str(s) => format!("string {}", super::print::quote(s)),
+            Tok::Str(s) => {
+                let q = super::print::quote(s);
+                match q.char_indices().nth(40) {
+                    Some((cut, _)) => format!("string {}…", &q[..cut]),
+                    None => format!("string {q}"),
+                }
+            }
             Tok::Punct(c) => format!("`{c}`"),
             Tok::Arrow => "`->`".into(),
             Tok::Hash(h) => format!("`#{h}`"),
