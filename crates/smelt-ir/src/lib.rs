@@ -5,7 +5,7 @@
 //! and whose edges carry one value from an output port to an input port. Handles
 //! ([`NodeId`], [`ValueId`]) stay valid while passes add and remove other nodes.
 //!
-//! Invariants (checked by [`verify`], which every stage runs in tests):
+//! Invariants (checked by [`verify()`], which every stage runs in tests):
 //! - the graph is acyclic and each input port has at most one producer;
 //! - every value has a [`Type`]: a dtype and a shape whose dims are known, symbolic or unknown;
 //!   the native backend needs every dim bound, the ONNX path does not;
@@ -93,9 +93,23 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Parses the text form of a model (see [`text::parse_model`]); `#hash` constants come
+    /// from `consts` ([`text::NoConsts`], or a [`text::BlobStore`] read from the blob file).
+    pub fn from_text(src: &str, consts: &dyn text::ConstSource) -> Result<Model, text::ParseError> {
+        text::parse_model(src, consts)
+    }
+}
+
 impl Graph {
     /// The text form (see [`text`]).
     pub fn to_text(&self) -> String {
         text::to_text(self)
+    }
+
+    /// Parses the text form of a graph (see [`text::parse_graph`]); `#hash` constants come
+    /// from `consts` ([`text::NoConsts`], or a [`text::BlobStore`] read from the blob file).
+    pub fn from_text(src: &str, consts: &dyn text::ConstSource) -> Result<Graph, text::ParseError> {
+        text::parse_graph(src, consts)
     }
 }

@@ -1,12 +1,4 @@
-//! The text form: stable, diff-friendly, one node a line (docs/ir.md has the grammar).
-//!
-//! ```text
-//! graph digits_mlp(input: f32[1,64]) -> (logits: f32[1,10]) {
-//!   %fc1.weight = const f32[128,64] #9f31c2a07b44d610
-//!   %h1 = Gemm(%input, %fc1.weight, %fc1.bias) {transB=1} : f32[1,128]
-//!   return %logits
-//! }
-//! ```
+//! The printer: graph → text (the grammar is in docs/ir.md; [`super::parse`] reads it back).
 //!
 //! Constants print as `#` + their 64-bit content hash, or inline when they are small. Opaque ops
 //! print with a leading `@` (and their domain, `@com.microsoft::FusedGemm`), so that reading
@@ -14,8 +6,9 @@
 
 use crate::attr::Attr;
 use crate::graph::{Graph, ValueId};
+use crate::types::{Dim, TensorType, Type};
 use crate::{DType, Model, Op, Tensor};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 /// Constants with at most this many elements print inline.
@@ -104,6 +97,55 @@ fn fmt_f32(v: f32) -> String {
     }
 }
 
+/// True when a symbolic dim prints bare: a name that cannot read back as a number.
+fn sym_is_bare(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(is_name_char)
+        && !s.ends_with(':')
+        && !s.chars().all(|c| c.is_ascii_digit())
+}
+
+fn fmt_dim(d: &Dim) -> String {
+    match d {
+        Dim::Sym(s) if !sym_is_bare(s) => quote(s.as_bytes()),
+        d => d.to_string(),
+    }
+}
+
+fn fmt_tensor_type(t: &TensorType) -> String {
+    let dt = t.dtype.map(|d| d.name()).unwrap_or("?");
+    match &t.shape {
+        None => format!("{dt}[*]"),
+        Some(dims) => format!(
+            "{dt}[{}]",
+            dims.iter().map(fmt_dim).collect::<Vec<_>>().join(",")
+        ),
+    }
+}
+
+/// A type as the text form writes it. It is `Type`'s `Display`, except that a symbolic dim
+/// that is not a plain name (`"batch size"`, `"3"`) is quoted so that it reads back.
+pub fn fmt_type(t: &Type) -> String {
+    match t {
+        Type::Tensor(t) => fmt_tensor_type(t),
+        Type::SparseTensor(t) => format!("sparse<{}>", fmt_tensor_type(t)),
+        Type::Sequence(t) => format!("seq<{}>", fmt_type(t)),
+        Type::Optional(t) => format!("opt<{}>", fmt_type(t)),
+        Type::Map(k, v) => format!("map<{k},{}>", fmt_type(v)),
+        Type::Unknown => "?".into(),
+    }
+}
+
+/// A part of an opaque op's name (`@domain::op_type`): bare unless it holds a `:`, so that
+/// the `::` between domain and op type is never ambiguous.
+fn fmt_op_part(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| is_name_char(c) && c != ':') {
+        s.to_string()
+    } else {
+        quote(s.as_bytes())
+    }
+}
+
 /// True when a constant prints inline (small, and of a type with a plain number syntax).
 pub fn prints_inline(t: &Tensor) -> bool {
     use DType::*;
@@ -153,7 +195,7 @@ pub fn fmt_elements(t: &Tensor) -> String {
 
 /// A constant's type and data: `f32[2] [1.0, 2.0]` or `f32[128,64] #9f31c2a07b44d610`.
 pub fn fmt_tensor(t: &Tensor) -> String {
-    let ty = crate::TensorType::new(t.dtype(), t.dims());
+    let ty = TensorType::new(t.dtype(), t.dims());
     if prints_inline(t) {
         format!("{ty} {}", fmt_elements(t))
     } else {
@@ -183,7 +225,7 @@ fn fmt_attr(a: &Attr, indent: usize) -> String {
         Attr::Str(s) => quote(s),
         Attr::DType(d) => d.to_string(),
         Attr::Tensor(t) => format!("tensor {}", fmt_tensor(t)),
-        Attr::Type(t) => format!("type {t}"),
+        Attr::Type(t) => format!("type {}", fmt_type(t)),
         Attr::Graph(g) => graph_text(g, indent + 1)
             .trim_start()
             .trim_end()
@@ -213,10 +255,7 @@ fn fmt_attr(a: &Attr, indent: usize) -> String {
         }
         Attr::Types(v) => format!(
             "types[{}]",
-            v.iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            v.iter().map(fmt_type).collect::<Vec<_>>().join(", ")
         ),
         Attr::Graphs(v) => format!(
             "graphs[{}]",
@@ -238,10 +277,18 @@ fn graph_text(g: &Graph, indent: usize) -> String {
     // Values without a name that are used still need a printable one.
     let mut tmp = 0;
     let order = g.topo_order().unwrap_or_else(|_| g.node_ids());
+    let used: HashSet<&str> = order
+        .iter()
+        .flat_map(|id| g.node(*id).outputs.iter().map(|v| v.name.as_str()))
+        .collect();
     for id in &order {
         for (port, v) in g.node(*id).outputs.iter().enumerate() {
             let vid = ValueId::new(*id, port as u32);
             if v.name.is_empty() && (!g.users(vid).is_empty() || g.is_output(vid)) {
+                // Skip numbers a named value already uses: the text must not define a name twice.
+                while used.contains(format!("tmp{tmp}").as_str()) {
+                    tmp += 1;
+                }
                 p.names.insert(vid, format!("tmp{tmp}"));
                 tmp += 1;
             }
@@ -249,7 +296,7 @@ fn graph_text(g: &Graph, indent: usize) -> String {
     }
     let sig = |vs: &[ValueId], p: &Printer| {
         vs.iter()
-            .map(|v| format!("{}: {}", &p.name(*v)[1..], g.value_type(*v)))
+            .map(|v| format!("{}: {}", &p.name(*v)[1..], fmt_type(g.value_type(*v))))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -290,8 +337,10 @@ fn graph_text(g: &Graph, indent: usize) -> String {
                     .map(|v| v.map(|v| p.name(v)).unwrap_or_else(|| "_".into()))
                     .collect();
                 let opname = match op {
-                    Op::Opaque(o) if o.domain.is_empty() => format!("@{}", fmt_name(&o.op_type)),
-                    Op::Opaque(o) => format!("@{}::{}", fmt_name(&o.domain), fmt_name(&o.op_type)),
+                    Op::Opaque(o) if o.domain.is_empty() => format!("@{}", fmt_op_part(&o.op_type)),
+                    Op::Opaque(o) => {
+                        format!("@{}::{}", fmt_op_part(&o.domain), fmt_op_part(&o.op_type))
+                    }
                     _ => op.op_type().to_string(),
                 };
                 let attrs = op.attrs();
@@ -307,7 +356,7 @@ fn graph_text(g: &Graph, indent: usize) -> String {
                             .join(", ")
                     )
                 };
-                let types: Vec<String> = n.outputs.iter().map(|v| v.ty.to_string()).collect();
+                let types: Vec<String> = n.outputs.iter().map(|v| fmt_type(&v.ty)).collect();
                 format!(
                     "{} = {}({}){} : {}",
                     outs.join(", "),
