@@ -25,6 +25,33 @@ struct Tally {
     import_refused: Vec<(String, String)>,
     round_trips: usize,
     round_trip_refused: Vec<(String, String)>,
+    text_passed: usize,
+    text_failed: Vec<(String, String)>,
+}
+
+/// ONNX → IR → text → IR (constants from a blob store) → ONNX.
+fn through_text(model_path: &Path) -> Result<Vec<u8>, String> {
+    let m = smelt_onnx::load_model(model_path).map_err(|e| format!("import: {e}"))?;
+    let text = m.to_text();
+    let blobs = smelt_ir::text::BlobStore::from_graph(&m.graph);
+    let mut m2 = smelt_ir::Model::from_text(&text, &blobs)
+        .map_err(|e| format!("parse: {}", e.render(&text)))?;
+    let again = m2.to_text();
+    if again != text {
+        let line = text
+            .lines()
+            .zip(again.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        return Err(format!(
+            "text differs after parsing, first at line {}",
+            line + 1
+        ));
+    }
+    m2.ir_version = m.ir_version;
+    m2.opsets = m.opsets.clone();
+    smelt_ir::infer::infer_graph(&mut m2.graph).map_err(|e| format!("infer: {}", e[0]))?;
+    smelt_onnx::model_to_bytes(&m2).map_err(|e| format!("export: {e}"))
 }
 
 fn check(out: Result<Vec<Tensor>, String>, expected: &[Tensor]) -> Result<(), String> {
@@ -62,9 +89,8 @@ fn run_one(dir: &Path, t: &mut Tally) {
     // reason, which the report lists).
     let any = guarded(|| {
         let m = smelt_onnx::load_model(&model_path).map_err(|e| format!("import: {e}"))?;
-        smelt_onnx::model_to_bytes(&m)
-            .map_err(|e| format!("export: {e}"))
-            .map(|_| ())
+        smelt_onnx::model_to_bytes(&m).map_err(|e| format!("export: {e}"))?;
+        through_text(&model_path).map(|_| ())
     });
     match any {
         Ok(()) => t.round_trips += 1,
@@ -125,7 +151,19 @@ fn run_one(dir: &Path, t: &mut Tally) {
         )
     }) {
         Ok(()) => t.passed += 1,
-        Err(e) => t.failed.push((name, e)),
+        Err(e) => t.failed.push((name.clone(), e)),
+    }
+    let text_bytes = guarded(|| through_text(&model_path));
+    match text_bytes.and_then(|b| {
+        guarded(|| {
+            check(
+                run_tract_bytes(&b, &inputs).map_err(|e| e.to_string()),
+                &expected,
+            )
+        })
+    }) {
+        Ok(()) => t.text_passed += 1,
+        Err(e) => t.text_failed.push((name, e)),
     }
 }
 
@@ -154,24 +192,33 @@ fn onnx_node_tests_round_trip_through_the_ir() {
     std::panic::set_hook(hook);
     let tract_passes = t.total - t.skipped_data.len() - t.tract_fails;
     let mut report = format!(
-        "| path | tests | tract passes on the original | passes after smelt's round trip | failed | refused by smelt's importer/exporter |\n|---|---:|---:|---:|---:|---:|\n| ONNX → IR → ONNX, tract | {} | {} | {} | {} | {} |\n\n{} tests have test data that are not plain tensors (sequences/optionals) and are not counted by tract.\n",
+        "| path | tests | tract passes on the original | passes after smelt's round trip | failed | refused by smelt's importer/exporter |\n|---|---:|---:|---:|---:|---:|\n| ONNX → IR → ONNX, tract | {} | {} | {} | {} | {} |\n| ONNX → IR → text → IR → ONNX, tract | {} | {} | {} | {} | 0 |\n\n{} tests have test data that are not plain tensors (sequences/optionals) and are not counted by tract.\n",
         t.total,
         tract_passes,
         t.passed,
         t.failed.len(),
         t.import_refused.len(),
+        t.total,
+        tract_passes,
+        t.text_passed,
+        t.text_failed.len(),
         t.skipped_data.len()
     );
     report.push_str(&format!(
-        "\nImport → export of every model (whatever tract makes of it): {} of {} succeed.\n",
+        "\nImport → export and import → text → parse → export of every model (whatever tract makes of it): {} of {} succeed.\n",
         t.round_trips, t.total
     ));
     for (n, e) in &t.round_trip_refused {
         report.push_str(&format!("- `{n}`: {e}\n"));
     }
-    if !t.failed.is_empty() || !t.import_refused.is_empty() {
+    if !t.failed.is_empty() || !t.import_refused.is_empty() || !t.text_failed.is_empty() {
         report.push_str("\nFailures after the round trip:\n\n");
-        for (n, e) in t.failed.iter().chain(&t.import_refused) {
+        for (n, e) in t
+            .failed
+            .iter()
+            .chain(&t.import_refused)
+            .chain(&t.text_failed)
+        {
             report.push_str(&format!("- `{n}`: {e}\n"));
         }
     }

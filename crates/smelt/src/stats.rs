@@ -68,7 +68,10 @@ fn walk(g: &Graph, s: &mut ModelStats) {
 
 fn port(g: &Graph, v: smelt_ir::ValueId) -> Port {
     let ty: &Type = g.value_type(v);
-    Port { name: g.value(v).name.clone(), ty: ty.to_string() }
+    Port {
+        name: g.value(v).name.clone(),
+        ty: ty.to_string(),
+    }
 }
 
 /// Computes the statistics of a model.
@@ -76,12 +79,23 @@ pub fn model_stats(m: &Model) -> ModelStats {
     let g = &m.graph;
     let mut s = ModelStats {
         name: g.name.clone(),
-        producer: format!("{} {}", m.producer_name, m.producer_version).trim().to_string(),
+        producer: format!("{} {}", m.producer_name, m.producer_version)
+            .trim()
+            .to_string(),
         ir_version: m.ir_version,
         opsets: m
             .opsets
             .iter()
-            .map(|(d, v)| (if d.is_empty() { "ai.onnx".to_string() } else { d.clone() }, *v))
+            .map(|(d, v)| {
+                (
+                    if d.is_empty() {
+                        "ai.onnx".to_string()
+                    } else {
+                        d.clone()
+                    },
+                    *v,
+                )
+            })
             .collect(),
         inputs: g.inputs().into_iter().map(|v| port(g, v)).collect(),
         outputs: g.outputs().iter().map(|v| port(g, *v)).collect(),
