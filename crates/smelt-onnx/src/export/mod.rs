@@ -552,7 +552,7 @@ fn encode(
     }
     let io = |e: std::io::Error| ExportError::Io {
         path: PathBuf::from("<model>"),
-        source: e,
+        err: e,
     };
     sink.write_all(&head).map_err(io)?;
     let mut gh = vec![];
@@ -580,7 +580,7 @@ pub fn model_to_bytes(m: &Model) -> Result<Vec<u8>, ExportError> {
 pub fn save_model(m: &Model, path: &Path, opts: &ExportOptions) -> Result<(), ExportError> {
     let io = |e: std::io::Error, p: &Path| ExportError::Io {
         path: p.to_path_buf(),
-        source: e,
+        err: e,
     };
     let data_name = format!(
         "{}.data",
@@ -617,7 +617,7 @@ pub fn write_tensor_file(path: &Path, name: &str, t: &Tensor) -> Result<(), Expo
         .map_err(|e| ExportError::Protobuf(e.to_string()))?;
     std::fs::write(path, bytes).map_err(|e| ExportError::Io {
         path: path.to_path_buf(),
-        source: e,
+        err: e,
     })
 }
 

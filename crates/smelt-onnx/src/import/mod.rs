@@ -24,9 +24,9 @@ const MAX_DEPTH: usize = 64;
 
 /// Reads a model file (external data is resolved relative to its folder).
 pub fn load_model(path: &Path) -> Result<Model, ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+    let bytes = std::fs::read(path).map_err(|err| ImportError::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     let dir = path.parent().map(|p| {
         if p.as_os_str().is_empty() {

@@ -297,9 +297,9 @@ pub fn sparse_to_dense(s: SparseTensorProto, dir: &DataDir) -> Result<Tensor, Im
 
 /// Reads one TensorProto file (the ONNX test-data layout's `input_0.pb`): name and tensor.
 pub fn read_tensor_file(path: &Path) -> Result<(String, Tensor), ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+    let bytes = std::fs::read(path).map_err(|err| ImportError::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     read_tensor_bytes(&bytes, path.parent())
 }

@@ -1,0 +1,84 @@
+//! `smelt run`: run a model on test data.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Which engine runs the model.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Backend {
+    /// tract, the reference interpreter.
+    Tract,
+}
+
+/// Run a model on inputs in the ONNX test-data layout (input_0.pb, … in a folder).
+#[derive(clap::Args)]
+#[command(after_help = "Example:
+  smelt run model.onnx --inputs test_data_set_0 --outputs out/
+If the inputs folder also holds output_K.pb files, the outputs are compared with them.")]
+pub struct Args {
+    /// The model (.onnx).
+    model: PathBuf,
+    /// Folder with input_K.pb (or input_K.npy) for each graph input K.
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Folder to write output_K.pb to.
+    #[arg(long)]
+    outputs: Option<PathBuf>,
+    /// The engine to run the model with.
+    #[arg(long, value_enum, default_value = "tract")]
+    backend: Backend,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let m = super::load(&a.model)?;
+    let inputs = crate::data::read_inputs(&a.inputs, &m.graph)?;
+    let outs = match a.backend {
+        Backend::Tract => smelt::verify::run_tract_path(&a.model, &inputs).context("tract")?,
+    };
+    for (k, t) in outs.iter().enumerate() {
+        let name = m
+            .graph
+            .outputs()
+            .get(k)
+            .map(|v| m.graph.value(*v).name.clone())
+            .unwrap_or_default();
+        let vals = t.to_f64_vec().unwrap_or_default();
+        let head: Vec<String> = vals.iter().take(10).map(|v| format!("{v:.4}")).collect();
+        let argmax = vals
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i);
+        println!(
+            "{name}: {}{:?} [{}{}]{}",
+            t.dtype(),
+            t.dims(),
+            head.join(", "),
+            if vals.len() > 10 { ", …" } else { "" },
+            argmax.map(|i| format!("  argmax {i}")).unwrap_or_default()
+        );
+    }
+    if let Some(dir) = &a.outputs {
+        crate::data::write_outputs(dir, &m.graph, &outs)?;
+        eprintln!("wrote {} output(s) to {}", outs.len(), dir.display());
+    }
+    let expected = crate::data::read_expected(&a.inputs)?;
+    if !expected.is_empty() {
+        let cmp = smelt::verify::compare_all(&outs, &expected, smelt::verify::Tolerance::EXACT);
+        let ok = super::verify::print_comparison(&m.graph, &cmp);
+        if !ok {
+            eprintln!(
+                "error: outputs differ from the expected outputs in {}",
+                a.inputs.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        eprintln!(
+            "outputs match {} (rtol 1e-4, atol 1e-5)",
+            a.inputs.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,97 @@
+//! The command line as a user meets it: exit codes, messages, files written.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn smelt() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_smelt"))
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/fixtures")
+}
+
+#[test]
+fn run_with_tract_matches_the_expected_outputs() {
+    let dir = fixtures().join("digits_cnn");
+    let out = smelt()
+        .args(["run", "--backend", "tract"])
+        .arg(dir.join("model.onnx"))
+        .arg("--inputs")
+        .arg(dir.join("test_data_set_0"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // onnxruntime classifies this image as an 8 (fixtures README).
+    assert!(stdout.contains("argmax 8"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outputs match"));
+}
+
+#[test]
+fn opt_round_trip_verifies_and_writes_a_file() {
+    let tmp = std::env::temp_dir().join(format!("smelt-cli-opt-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out_path = tmp.join("out.onnx");
+    let out = smelt()
+        .arg("opt")
+        .arg(fixtures().join("digits_transformer/model.onnx"))
+        .arg("-o")
+        .arg(&out_path)
+        .arg("--verify")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out_path.exists());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn verify_exits_1_when_models_disagree() {
+    let out = smelt()
+        .arg("verify")
+        .arg(fixtures().join("digits_student/model.onnx"))
+        .arg(fixtures().join("digits_teacher/model.onnx"))
+        .args(["--random", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MISMATCH"));
+}
+
+#[test]
+fn missing_file_is_exit_1_with_the_path_and_bad_usage_is_exit_2() {
+    let out = smelt()
+        .args(["inspect", "no/such/model.onnx"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no/such/model.onnx"), "{err}");
+    assert!(!err.contains("panicked"));
+    let out = smelt().args(["frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn inspect_json_counts_parameters() {
+    let out = smelt()
+        .arg("inspect")
+        .arg(fixtures().join("digits_mlp/model.onnx"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 64*128+128 + 128*64+64 + 64*10+10 = 17,226 (fixtures README: ONNX params).
+    assert_eq!(v["parameters"], 17226);
+    assert_eq!(v["ops"]["Gemm"], 3);
+}
