@@ -232,3 +232,124 @@ fn onnx_node_tests_round_trip_through_the_ir() {
         "{report}"
     );
 }
+
+/// Loads, round-trips and runs a model with tract on each of its test-data sets; returns the
+/// largest errors or the reason it failed.
+fn round_trip_against(
+    model: &Path,
+    sets: &[std::path::PathBuf],
+    tol: Tolerance,
+) -> Result<String, String> {
+    let m = smelt_onnx::load_model(model).map_err(|e| format!("import: {e}"))?;
+    smelt_ir::verify(&m.graph).map_err(|e| format!("verify: {e}"))?;
+    let bytes = smelt_onnx::model_to_bytes(&m).map_err(|e| format!("export: {e}"))?;
+    let mut worst = 0.0f64;
+    for set in sets {
+        let inputs = common::read_numbered(set, "input");
+        let expected = common::read_numbered(set, "output");
+        let out = run_tract_bytes(&bytes, &inputs).map_err(|e| e.to_string())?;
+        for (k, c) in compare_all(&out, &expected, tol).iter().enumerate() {
+            if !c.ok() {
+                return Err(format!(
+                    "{}: output {k}: {} of {} outside tolerance, max abs {:.3e}, {:?}",
+                    set.display(),
+                    c.mismatches,
+                    c.count,
+                    c.max_abs,
+                    c.incompatible
+                ));
+            }
+            worst = worst.max(c.max_abs);
+        }
+    }
+    Ok(format!("max abs error {worst:.2e}"))
+}
+
+fn data_sets(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_dir()
+                        && p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The ONNX distribution's light real-architecture models (IR 3, opset 9, weights built by
+/// ConstantOfShape at run time): after smelt's round trip, tract reproduces onnxruntime's
+/// outputs (rtol 1e-4, atol 1e-5).
+#[test]
+fn light_models_round_trip() {
+    let Some(shared) = common::shared() else {
+        eprintln!("skipped: ../shared/onnx-light-models is absent");
+        return;
+    };
+    let dir = shared.join("onnx-light-models");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("model.onnx").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut failures = vec![];
+    for p in names {
+        let r = round_trip_against(&p.join("model.onnx"), &data_sets(&p), Tolerance::EXACT);
+        eprintln!("{}: {r:?}", p.display());
+        if let Err(e) = r {
+            failures.push(format!("{}: {e}", p.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Real exported models (torchvision, a transformer encoder, an LSTM, a data-dependent If):
+/// `tools/export_real_models.py` writes them to target/real-models/ (not committed) and their
+/// onnxruntime outputs to tests/data/real/ (committed). Models that are absent are skipped.
+#[test]
+fn real_models_round_trip() {
+    let data = common::root().join("tests/data/real");
+    let models = common::root().join("target/real-models");
+    let mut names: Vec<_> = std::fs::read_dir(&data)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut failures = vec![];
+    for d in names {
+        let Some(name) = d.file_name().map(|n| n.to_string_lossy().to_string()) else {
+            continue;
+        };
+        let model = models.join(&name).join("model.onnx");
+        if !model.exists() {
+            eprintln!(
+                "skipped {name}: {} is absent (run tools/export_real_models.py)",
+                model.display()
+            );
+            continue;
+        }
+        // Every op of these models is one smelt types: none may be kept opaque.
+        if let Ok(m) = smelt_onnx::load_model(&model) {
+            let opaque = smelt::stats::model_stats(&m).opaque_ops;
+            if !opaque.is_empty() {
+                failures.push(format!("{name}: imported as opaque: {opaque:?}"));
+            }
+        }
+        let r = round_trip_against(&model, &data_sets(&d), Tolerance::EXACT);
+        eprintln!("{name}: {r:?}");
+        if let Err(e) = r {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
