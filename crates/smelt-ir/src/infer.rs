@@ -1260,8 +1260,13 @@ fn infer_op(cx: &Cx, op: &Op, g: &Graph, id: NodeId) -> R<Vec<Type>> {
                 .collect();
             let explicit = cx.inputs.len().saturating_sub(o.body.captures().len());
             let n_carried = explicit.saturating_sub(2).min(outs.len().saturating_sub(1));
+            // A carried value has the type the body gives it (an optional initial value may
+            // become a sequence); the initial value's type only fills in what the body leaves open.
             let mut res: Vec<Type> = (0..n_carried)
-                .map(|i| cx.ty(2 + i).cloned().unwrap_or(Type::Unknown))
+                .map(|i| match outs.get(1 + i) {
+                    Some(Type::Unknown) | None => cx.ty(2 + i).cloned().unwrap_or(Type::Unknown),
+                    Some(t) => t.clone(),
+                })
                 .collect();
             let trip = cx.ints(0).and_then(|v| v.first().copied());
             let cond_const = cx.ints(1).and_then(|v| v.first().copied());

@@ -393,11 +393,28 @@ impl Writer {
             gp.input.push(value_info(&name_of(v, g), g.value_type(v)));
         }
         gp.input.extend(const_inputs);
+        let main_graph = stream.is_some();
         for v in g.outputs() {
-            gp.output
-                .push(value_info(&name_of(*v, g), g.value_type(*v)));
+            let ty = g.value_type(*v);
+            // A branch's outputs are written with their rank only: their extents can depend on
+            // the branch, and consumers check declared extents against their own inference.
+            let ty = match ty {
+                Type::Tensor(t) if !main_graph => Type::Tensor(smelt_ir::TensorType {
+                    dtype: t.dtype,
+                    shape: t
+                        .shape
+                        .as_ref()
+                        .map(|s| s.iter().map(|_| Dim::Unknown).collect()),
+                }),
+                other => other.clone(),
+            };
+            gp.output.push(value_info(&name_of(*v, g), &ty));
         }
-        // Intermediate types help consumers (tract) and document the graph.
+        // Intermediate types help consumers (tract) and document the graph. Only for the main
+        // graph: inside a branch or loop body, shapes can depend on which branch runs.
+        if !main_graph {
+            return Ok(gp);
+        }
         let io: HashSet<ValueId> = g
             .inputs()
             .into_iter()
