@@ -95,3 +95,65 @@ fn inspect_json_counts_parameters() {
     assert_eq!(v["parameters"], 17226);
     assert_eq!(v["ops"]["Gemm"], 3);
 }
+
+#[test]
+fn text_form_with_blob_is_a_complete_model_and_a_missing_blob_is_an_error() {
+    let tmp = std::env::temp_dir().join(format!("smelt-cli-text-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let g = tmp.join("g.smelt");
+    let back = tmp.join("back.onnx");
+    let model = fixtures().join("digits_resnet/model.onnx");
+    let out = smelt()
+        .arg("opt")
+        .arg(&model)
+        .args(["--emit", "text", "-o"])
+        .arg(&g)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tmp.join("g.smelt.blob").exists());
+    let out = smelt()
+        .arg("opt")
+        .arg(&g)
+        .arg("-o")
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // tract runs the original and the model rebuilt from text identically.
+    let out = smelt()
+        .arg("verify")
+        .arg(&model)
+        .arg(&back)
+        .args(["--random", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::remove_file(tmp.join("g.smelt.blob")).unwrap();
+    let out = smelt()
+        .arg("opt")
+        .arg("--from-text")
+        .arg(&g)
+        .arg("--print-ir")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no constant #") && err.contains("g.smelt.blob"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -33,11 +33,83 @@ pub enum Error {
     /// The graph is invalid.
     #[error(transparent)]
     Invalid(#[from] smelt_ir::VerifyErrors),
+    /// The text form does not parse.
+    #[error("{path}:{0}", path = .1.display())]
+    Parse(String, std::path::PathBuf),
+    /// A file could not be read or written.
+    #[error("{path}: {1}", path = .0.display())]
+    Io(std::path::PathBuf, std::io::Error),
+    /// The blob file beside a text model is corrupt.
+    #[error("{path}: {1}", path = .0.display())]
+    Blob(std::path::PathBuf, smelt_ir::text::BlobError),
+    /// Types in a text model do not fit its ops.
+    #[error("{path}: {1}", path = .0.display())]
+    Infer(std::path::PathBuf, String),
 }
 
-/// Loads a model file (ONNX).
+/// True for paths in smelt's text form (`.smelt`).
+pub fn is_text_path(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "smelt")
+}
+
+/// The blob file that holds a text model's constants: `G.smelt` → `G.smelt.blob`.
+pub fn blob_path(text_path: &std::path::Path) -> std::path::PathBuf {
+    let mut s = text_path.as_os_str().to_owned();
+    s.push(".blob");
+    std::path::PathBuf::from(s)
+}
+
+/// Loads a model: ONNX (`.onnx`), or smelt's text form (`.smelt`, its constants read from the
+/// blob file beside it). The graph is verified.
 pub fn load(path: &std::path::Path) -> Result<Model, Error> {
-    let m = smelt_onnx::load_model(path)?;
+    let m = if is_text_path(path) {
+        load_text(path)?
+    } else {
+        smelt_onnx::load_model(path)?
+    };
     smelt_ir::verify(&m.graph)?;
     Ok(m)
+}
+
+fn load_text(path: &std::path::Path) -> Result<Model, Error> {
+    let src = std::fs::read_to_string(path).map_err(|e| Error::Io(path.to_path_buf(), e))?;
+    let blob = blob_path(path);
+    let store = if blob.exists() {
+        let bytes = std::fs::read(&blob).map_err(|e| Error::Io(blob.clone(), e))?;
+        smelt_ir::text::BlobStore::read(&bytes).map_err(|e| Error::Blob(blob.clone(), e))?
+    } else {
+        smelt_ir::text::BlobStore::new()
+    };
+    let mut m = Model::from_text(&src, &store).map_err(|e| {
+        let mut msg = e.render(&src);
+        if !blob.exists() && msg.contains('#') {
+            msg.push_str(&format!(
+                "\n(no blob file {} beside the text)",
+                blob.display()
+            ));
+        }
+        Error::Parse(msg, path.to_path_buf())
+    })?;
+    smelt_ir::infer::infer_graph(&mut m.graph).map_err(|e| {
+        Error::Infer(
+            path.to_path_buf(),
+            e.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    Ok(m)
+}
+
+/// Writes a model in smelt's text form, and its hashed constants to the blob file beside it.
+pub fn save_text(m: &Model, path: &std::path::Path) -> Result<(), Error> {
+    std::fs::write(path, m.to_text()).map_err(|e| Error::Io(path.to_path_buf(), e))?;
+    let blob = blob_path(path);
+    let store = smelt_ir::text::BlobStore::from_graph(&m.graph);
+    let mut bytes = vec![];
+    store
+        .write(&mut bytes)
+        .map_err(|e| Error::Io(blob.clone(), e))?;
+    std::fs::write(&blob, bytes).map_err(|e| Error::Io(blob, e))
 }
