@@ -57,5 +57,8 @@ pub mod registry;
 pub mod spec;
 mod util;
 
+#[cfg(test)]
+mod testutil;
+
 pub use pass::{Changed, Pass, PassCtx, PassError, Runner};
 pub use pipeline::{Pipeline, PipelineError, PipelineReport, PrintIr, RunOptions, VerifyEach};

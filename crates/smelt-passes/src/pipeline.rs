@@ -528,3 +528,6 @@ impl fmt::Display for PipelineReport {
         f.write_str(&self.table(true))
     }
 }
+
+#[cfg(test)]
+mod tests;

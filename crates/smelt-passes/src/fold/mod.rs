@@ -122,6 +122,7 @@ impl Pass for Fold {
             st.shapes += fold_shapes(g).map_err(ge)?;
             st.consts += fold_constants(g, self, &mut st.left).map_err(ge)?;
             st.batchnorms += batchnorm::fold_batchnorms(g).map_err(ge)?;
+            st.dead += g.remove_dead_nodes();
             st.merged_consts += dedup::merge_constants(g).map_err(ge)?;
             st.cse += dedup::merge_nodes(g).map_err(ge)?;
             st.dead += g.remove_dead_nodes();

@@ -1,1 +1,411 @@
-//! Tests.
+//! `fold` tests: small hand-built graphs, checked against hand-computed values.
+
+use super::*;
+use crate::pipeline::{Pipeline, RunOptions};
+use crate::testutil::{op, B};
+use smelt_ir::{Attr, DType};
+
+fn run_fold(g: &mut Graph, f: Fold) -> (Changed, Vec<String>) {
+    let p = Pipeline::new(vec![Box::new(f)]);
+    let opts = RunOptions {
+        verify_ir: true,
+        ..RunOptions::default()
+    };
+    let r = p.run(g, &mut PassCtx::new(), &opts).unwrap();
+    let pr = &r.passes[0];
+    (Changed::count(pr.rewrites), pr.notes.clone())
+}
+
+fn check_with(mut g: Graph, f: Fold, expect: &str) -> Vec<String> {
+    let (_, notes) = run_fold(&mut g, f.clone());
+    assert_eq!(g.to_text().trim(), expect.trim(), "\n{}", g.to_text());
+    // A second run finds nothing left to do.
+    let (again, _) = run_fold(&mut g, f);
+    assert_eq!(again, Changed::NONE);
+    notes
+}
+
+fn check(g: Graph, expect: &str) -> Vec<String> {
+    check_with(g, Fold::default(), expect)
+}
+
+fn check_not_applicable(mut g: Graph) {
+    let before = g.to_text();
+    let (c, _) = run_fold(&mut g, Fold::default());
+    assert_eq!(c, Changed::NONE);
+    assert_eq!(g.to_text(), before);
+}
+
+#[test]
+fn shape_chain_folds_into_a_constant_reshape_target() {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2, 3]);
+    let s = b.op("s", op("Shape", &[]), &[x]);
+    let zero = b.c("zero", &[], &[0i64]);
+    let d0 = b.op("d0", op("Gather", &[]), &[s, zero]);
+    let axes = b.c("axes", &[1], &[0i64]);
+    let d0u = b.op("d0u", op("Unsqueeze", &[]), &[d0, axes]);
+    let m1 = b.c("m1", &[1], &[-1i64]);
+    let shape = b.op("shape", op("Concat", &[("axis", Attr::Int(0))]), &[d0u, m1]);
+    let y = b.op("y", op("Reshape", &[]), &[x, shape]);
+    check(
+        b.finish(&[y]),
+        r#"
+graph t(x: f32[2,3]) -> (y: f32[2,3]) {
+  %shape = const i64[2] [2, -1]
+  %y = Reshape(%x, %shape) : f32[2,3]
+  return %y
+}"#,
+    );
+}
+
+#[test]
+fn arithmetic_range_cast_and_constant_of_shape_fold() {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[3]);
+    let a = b.c("a", &[3], &[1f32, 2., 3.]);
+    let ten = b.c("ten", &[1], &[10f32]);
+    let sum = b.op("sum", op("Add", &[]), &[a, ten]);
+    let y = b.op("y", op("Mul", &[]), &[x, sum]);
+    // Range(0, 5, 2) = [0, 2, 4] as f32, plus ConstantOfShape([3], 1.5).
+    let s0 = b.c("s0", &[], &[0i64]);
+    let s1 = b.c("s1", &[], &[5i64]);
+    let s2 = b.c("s2", &[], &[2i64]);
+    let r = b.op("r", op("Range", &[]), &[s0, s1, s2]);
+    let rf = b.op("rf", op("Cast", &[("to", Attr::Int(1))]), &[r]);
+    let sh = b.c("sh", &[1], &[3i64]);
+    let v = Attr::Tensor(smelt_ir::Tensor::from_vec(vec![1], &[1.5f32]).unwrap());
+    let ones = b.op("ones", op("ConstantOfShape", &[("value", v)]), &[sh]);
+    let k = b.op("k", op("Add", &[]), &[rf, ones]);
+    let z = b.op("z", op("Add", &[]), &[y, k]);
+    check(
+        b.finish(&[z]),
+        r#"
+graph t(x: f32[3]) -> (z: f32[3]) {
+  %sum = const f32[3] [11.0, 12.0, 13.0]
+  %k = const f32[3] [1.5, 3.5, 5.5]
+  %y = Mul(%x, %sum) : f32[3]
+  %z = Add(%y, %k) : f32[3]
+  return %z
+}"#,
+    );
+}
+
+fn qdq_graph() -> Graph {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[4]);
+    let w = b.c("w", &[4], &[1.25f32, -0.75, 0.25, 100.0]);
+    let s = b.c("s", &[], &[0.5f32]);
+    let z = b.c("z", &[], &[1i8]);
+    let wq = b.op("wq", op("QuantizeLinear", &[]), &[w, s, z]);
+    let wd = b.op("wd", op("DequantizeLinear", &[]), &[wq, s, z]);
+    let y = b.op("y", op("Mul", &[]), &[x, wd]);
+    b.finish(&[y])
+}
+
+#[test]
+fn quantize_linear_on_a_constant_becomes_int8_storage() {
+    // w / 0.5 = [2.5, -1.5, 0.5, 200] -> half to even [2, -2, 0, 200] -> + 1 -> saturate.
+    check(
+        qdq_graph(),
+        r#"
+graph t(x: f32[4]) -> (y: f32[4]) {
+  %s = const f32[] [0.5]
+  %z = const i8[] [1]
+  %wq = const i8[4] [3, -1, 1, 127]
+  %wd = DequantizeLinear(%wq, %s, %z) : f32[4]
+  %y = Mul(%x, %wd) : f32[4]
+  return %y
+}"#,
+    );
+}
+
+#[test]
+fn dequantize_true_evaluates_qdq_into_float_constants() {
+    // (q - 1) * 0.5 for q = [3, -1, 1, 127].
+    check_with(
+        qdq_graph(),
+        Fold {
+            dequantize: true,
+            ..Fold::default()
+        },
+        r#"
+graph t(x: f32[4]) -> (y: f32[4]) {
+  %wd = const f32[4] [1.0, -1.0, 0.0, 63.0]
+  %y = Mul(%x, %wd) : f32[4]
+  return %y
+}"#,
+    );
+}
+
+#[test]
+fn batchnorm_folds_into_conv() {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[1, 1, 3, 3]);
+    let w = b.c("w", &[2, 1, 1, 1], &[2f32, 3.]);
+    let bias = b.c("bias", &[2], &[1f32, 0.]);
+    let conv = b.op("conv", op("Conv", &[]), &[x, w, bias]);
+    let sc = b.c("scale", &[2], &[1f32, 2.]);
+    let bb = b.c("B", &[2], &[0.5f32, 0.]);
+    let mean = b.c("mean", &[2], &[1f32, 1.]);
+    let var = b.c("var", &[2], &[3f32, 0.]);
+    let bn = b.op(
+        "bn",
+        op("BatchNormalization", &[("epsilon", Attr::Float(1.0))]),
+        &[conv, sc, bb, mean, var],
+    );
+    let y = b.op("y", op("Relu", &[]), &[bn]);
+    // s = scale / sqrt(var + 1) = [0.5, 2]; t = B - mean * s = [0, -2];
+    // W' = W * s = [1, 6]; b' = bias * s + t = [0.5, -2].
+    check(
+        b.finish(&[y]),
+        r#"
+graph t(x: f32[1,1,3,3]) -> (y: f32[1,2,3,3]) {
+  %w_bn = const f32[2,1,1,1] [1.0, 6.0]
+  %w_bn_bias = const f32[2] [0.5, -2.0]
+  %bn = Conv(%x, %w_bn, %w_bn_bias) : f32[1,2,3,3]
+  %y = Relu(%bn) : f32[1,2,3,3]
+  return %y
+}"#,
+    );
+}
+
+fn bn_params(b: &mut B) -> [ValueId; 4] {
+    [
+        b.c("scale", &[2], &[1f32, 2.]),
+        b.c("B", &[2], &[0.5f32, 0.]),
+        b.c("mean", &[2], &[1f32, 1.]),
+        b.c("var", &[2], &[3f32, 0.]),
+    ]
+}
+
+#[test]
+fn batchnorm_folds_into_gemm_and_matmul() {
+    // Gemm with transB=1, beta=2: W rows scale by s = [0.5, 2]; C' = 2 * C * s + t
+    // = [2 * 1 * 0.5 + 0, 2 * 1 * 2 - 2] = [1, 2].
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[1, 2]);
+    let w = b.c("w", &[2, 2], &[1f32, 2., 3., 4.]);
+    let c = b.c("c", &[2], &[1f32, 1.]);
+    let gemm = b.op(
+        "gemm",
+        op(
+            "Gemm",
+            &[("transB", Attr::Int(1)), ("beta", Attr::Float(2.0))],
+        ),
+        &[x, w, c],
+    );
+    let [sc, bb, mean, var] = bn_params(&mut b);
+    let bn = b.op(
+        "bn",
+        op("BatchNormalization", &[("epsilon", Attr::Float(1.0))]),
+        &[gemm, sc, bb, mean, var],
+    );
+    check(
+        b.finish(&[bn]),
+        r#"
+graph t(x: f32[1,2]) -> (bn: f32[1,2]) {
+  %w_bn = const f32[2,2] [0.5, 1.0, 6.0, 8.0]
+  %w_bn_bias = const f32[2] [1.0, 2.0]
+  %bn = Gemm(%x, %w_bn, %w_bn_bias) {transB=1} : f32[1,2]
+  return %bn
+}"#,
+    );
+    // MatMul: W [in, out] columns scale by s; t is added after.
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[1, 2]);
+    let w = b.c("w", &[2, 2], &[1f32, 2., 3., 4.]);
+    let mm = b.op("mm", op("MatMul", &[]), &[x, w]);
+    let [sc, bb, mean, var] = bn_params(&mut b);
+    let bn = b.op(
+        "bn",
+        op("BatchNormalization", &[("epsilon", Attr::Float(1.0))]),
+        &[mm, sc, bb, mean, var],
+    );
+    let y = b.op("y", op("Relu", &[]), &[bn]);
+    check(
+        b.finish(&[y]),
+        r#"
+graph t(x: f32[1,2]) -> (y: f32[1,2]) {
+  %w_bn = const f32[2,2] [0.5, 4.0, 1.5, 8.0]
+  %w_bn_bias = const f32[2] [0.0, -2.0]
+  %mm = MatMul(%x, %w_bn) : f32[1,2]
+  %bn = Add(%mm, %w_bn_bias) : f32[1,2]
+  %y = Relu(%bn) : f32[1,2]
+  return %y
+}"#,
+    );
+}
+
+#[test]
+fn batchnorm_stays_when_the_conv_output_has_another_user() {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[1, 1, 3, 3]);
+    let w = b.c("w", &[2, 1, 1, 1], &[2f32, 3.]);
+    let conv = b.op("conv", op("Conv", &[]), &[x, w]);
+    let [sc, bb, mean, var] = bn_params(&mut b);
+    let bn = b.op(
+        "bn",
+        op("BatchNormalization", &[]),
+        &[conv, sc, bb, mean, var],
+    );
+    let y = b.op("y", op("Add", &[]), &[bn, conv]);
+    check_not_applicable(b.finish(&[y]));
+}
+
+#[test]
+fn identity_and_dropout_go_and_outputs_keep_their_names() {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2]);
+    let r = b.op("r", op("Relu", &[]), &[x]);
+    let i1 = b.op("i1", op("Identity", &[]), &[r]);
+    let d = b.op("d", op("Dropout", &[]), &[i1]);
+    let out = b.op("out", op("Identity", &[]), &[d]);
+    check(
+        b.finish(&[out]),
+        r#"
+graph t(x: f32[2]) -> (out: f32[2]) {
+  %out = Relu(%x) : f32[2]
+  return %out
+}"#,
+    );
+    // An output fed straight by an input keeps its Identity.
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2]);
+    let out = b.op("out", op("Identity", &[]), &[x]);
+    check_not_applicable(b.finish(&[out]));
+}
+
+#[test]
+fn if_on_a_constant_condition_is_inlined() {
+    let mut then_b = B::new();
+    let xc = then_b
+        .g
+        .add_capture("xt", smelt_ir::Type::tensor(DType::F32, &[2]));
+    let t = then_b.op("t", op("Relu", &[]), &[xc]);
+    then_b.g.set_outputs(vec![t]).unwrap();
+    let mut else_b = B::new();
+    let xc = else_b
+        .g
+        .add_capture("xe", smelt_ir::Type::tensor(DType::F32, &[2]));
+    let e = else_b.op("e", op("Neg", &[]), &[xc]);
+    else_b.g.set_outputs(vec![e]).unwrap();
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2]);
+    let cond = b.c("cond", &[], &[true]);
+    let iff = Op::If(smelt_ir::ops::If {
+        then_branch: Box::new(then_b.g),
+        else_branch: Box::new(else_b.g),
+    });
+    let y = b.op("y", iff, &[cond, x]);
+    let z = b.op("z", op("Abs", &[]), &[y]);
+    check(
+        b.finish(&[z]),
+        r#"
+graph t(x: f32[2]) -> (z: f32[2]) {
+  %y = Relu(%x) : f32[2]
+  %z = Abs(%y) : f32[2]
+  return %z
+}"#,
+    );
+}
+
+#[test]
+fn equal_constants_and_equal_nodes_are_merged_and_dead_code_goes() {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2]);
+    let c1 = b.c("c1", &[2], &[1f32, 2.]);
+    let c2 = b.c("c2", &[2], &[1f32, 2.]);
+    let _unused = b.c("unused", &[1], &[0f32]);
+    let a1 = b.op("a1", op("Add", &[]), &[x, c1]);
+    let a2 = b.op("a2", op("Add", &[]), &[x, c2]);
+    let dead = b.op("dead", op("Exp", &[]), &[x]);
+    let _ = dead;
+    let y = b.op("y", op("Mul", &[]), &[a1, a2]);
+    check(
+        b.finish(&[y]),
+        r#"
+graph t(x: f32[2]) -> (y: f32[2]) {
+  %c1 = const f32[2] [1.0, 2.0]
+  %a1 = Add(%x, %c1) : f32[2]
+  %y = Mul(%a1, %a1) : f32[2]
+  return %y
+}"#,
+    );
+}
+
+#[test]
+fn size_guard_leaves_large_values_and_says_so() {
+    let build = || {
+        let mut b = B::new();
+        let x = b.input("x", DType::F32, &[1000]);
+        let sh = b.c("sh", &[1], &[1000i64]);
+        let big = b.op("big", op("ConstantOfShape", &[]), &[sh]);
+        let y = b.op("y", op("Add", &[]), &[x, big]);
+        b.finish(&[y])
+    };
+    let mut g = build();
+    let (c, notes) = run_fold(
+        &mut g,
+        Fold {
+            max_bytes: 100,
+            ..Fold::default()
+        },
+    );
+    assert_eq!(c, Changed::NONE);
+    assert_eq!(
+        notes,
+        vec!["left `big` (ConstantOfShape) unfolded: its value would take 4000 bytes, over max_bytes=100"]
+    );
+    // A value larger than the limit but smaller than what it replaces still folds.
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[30]);
+    let w = b.c("w", &[40], &[1f32; 40]);
+    let st = b.c("st", &[1], &[0i64]);
+    let en = b.c("en", &[1], &[30i64]);
+    let s = b.op("s", op("Slice", &[]), &[w, st, en]);
+    let y = b.op("y", op("Add", &[]), &[x, s]);
+    let mut g = b.finish(&[y]);
+    let (c, _) = run_fold(
+        &mut g,
+        Fold {
+            max_bytes: 100,
+            ..Fold::default()
+        },
+    );
+    assert!(c.any());
+    assert!(!g.to_text().contains("Slice"));
+    // With the default limit, the big one folds.
+    let mut g = build();
+    let (c, _) = run_fold(&mut g, Fold::default());
+    assert!(c.any());
+    assert!(!g.to_text().contains("ConstantOfShape"));
+}
+
+#[test]
+fn folding_a_graph_output_keeps_its_name() {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2]);
+    let a = b.c("a", &[2], &[1f32, 2.]);
+    let y = b.op("y", op("Neg", &[]), &[a]);
+    let z = b.op("z", op("Add", &[]), &[x, y]);
+    check(
+        b.finish(&[y, z]),
+        r#"
+graph t(x: f32[2]) -> (y: f32[2], z: f32[2]) {
+  %y_const = const f32[2] [-1.0, -2.0]
+  %z = Add(%x, %y_const) : f32[2]
+  %y = Identity(%y_const) : f32[2]
+  return %y, %z
+}"#,
+    );
+}
+
+#[test]
+fn nothing_to_fold_on_a_plain_graph() {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2]);
+    let w = b.c("w", &[2], &[1f32, 2.]);
+    let y = b.op("y", op("Mul", &[]), &[x, w]);
+    check_not_applicable(b.finish(&[y]));
+}

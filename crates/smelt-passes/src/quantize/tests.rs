@@ -1,1 +1,144 @@
-//! Tests.
+//! `quantize` tests: hand-computed scales and int8 values.
+
+use super::*;
+use crate::testutil::{op, B};
+use smelt_ir::Attr;
+
+fn run(g: &mut Graph, q: Quantize) -> Changed {
+    let c = q.run(g, &mut PassCtx::new()).unwrap();
+    smelt_ir::verify(g).unwrap();
+    c
+}
+
+fn check(mut g: Graph, q: Quantize, expect: &str) {
+    run(&mut g, q);
+    assert_eq!(g.to_text().trim(), expect.trim(), "\n{}", g.to_text());
+}
+
+fn check_not_applicable(mut g: Graph, q: Quantize) {
+    let before = g.to_text();
+    assert_eq!(run(&mut g, q), Changed::NONE);
+    assert_eq!(g.to_text(), before);
+}
+
+fn gemm(trans_b: bool, w: &[f32], wdims: &[usize]) -> Graph {
+    let mut b = B::new();
+    let k = if trans_b { wdims[1] } else { wdims[0] };
+    let x = b.input("x", DType::F32, &[1, k]);
+    let w = b.c("w", wdims, w);
+    let n = if trans_b { wdims[0] } else { wdims[1] };
+    let bias = b.c("b", &[n], &vec![0.25f32; n]);
+    let y = b.op(
+        "y",
+        op("Gemm", &[("transB", Attr::Int(trans_b as i64))]),
+        &[x, w, bias],
+    );
+    b.finish(&[y])
+}
+
+#[test]
+fn gemm_weights_become_per_row_int8() {
+    // transB=1: rows are output channels. Row 0 max |w| = 127 -> scale 1;
+    // row 1 max 254 -> scale 2. w / scale, half to even: [127, -4, 2], [127, 0, -2].
+    check(
+        gemm(true, &[127., -3.5, 2.5, 254., 1., -5.], &[2, 3]),
+        Quantize::default(),
+        r#"
+graph t(x: f32[1,3]) -> (y: f32[1,2]) {
+  %b = const f32[2] [0.25, 0.25]
+  %w_q = const i8[2,3] [127, -4, 2, 127, 0, -2]
+  %w_scale = const f32[2] [1.0, 2.0]
+  %w_zero_point = const i8[2] [0, 0]
+  %w_dq = DequantizeLinear(%w_q, %w_scale, %w_zero_point) {axis=0} : f32[2,3]
+  %y = Gemm(%x, %w_dq, %b) {transB=1} : f32[1,2]
+  return %y
+}"#,
+    );
+}
+
+#[test]
+fn matmul_weights_are_per_column_and_shared_weights_quantize_once() {
+    // MatMul [in=2, out=2]: columns are output channels (axis 1, the default, so not
+    // printed); column maxima 127 and 254: [127, -63.5] -> [127, -64], [254, 3] -> [127, 2].
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[1, 2]);
+    let w = b.c("w", &[2, 2], &[127f32, 254., -63.5, 3.]);
+    let y1 = b.op("y1", op("MatMul", &[]), &[x, w]);
+    let y2 = b.op("y2", op("MatMul", &[]), &[y1, w]);
+    check(
+        b.finish(&[y2]),
+        Quantize::default(),
+        r#"
+graph t(x: f32[1,2]) -> (y2: f32[1,2]) {
+  %w_q = const i8[2,2] [127, 127, -64, 2]
+  %w_scale = const f32[2] [1.0, 2.0]
+  %w_zero_point = const i8[2] [0, 0]
+  %w_dq = DequantizeLinear(%w_q, %w_scale, %w_zero_point) : f32[2,2]
+  %y1 = MatMul(%x, %w_dq) : f32[1,2]
+  %y2 = MatMul(%y1, %w_dq) : f32[1,2]
+  return %y2
+}"#,
+    );
+}
+
+#[test]
+fn asymmetric_per_tensor_uint8() {
+    // min -1, max 2: scale 3/255, zero point round(1 / scale) = 85; the ends map to 0 and 255.
+    let mut g = gemm(false, &[-1., 0., 1., 2.], &[2, 2]);
+    run(
+        &mut g,
+        Quantize {
+            per_channel: false,
+            symmetric: false,
+            skip: None,
+        },
+    );
+    let by = g.values_by_name();
+    let q = g.const_value(by["w_q"]).unwrap();
+    assert_eq!(q.dtype(), DType::U8);
+    let qv = q.to_i64_vec().unwrap();
+    assert_eq!((qv[0], qv[1], qv[3]), (0, 85, 255));
+    let z = g.const_value(by["w_zero_point"]).unwrap();
+    assert_eq!((z.dims(), z.to_i64_vec().unwrap()), (&[][..], vec![85]));
+    let s = g.const_value(by["w_scale"]).unwrap().to_f32_vec().unwrap();
+    assert_eq!(s, vec![3.0f32 / 255.0]);
+}
+
+#[test]
+fn dequantized_weights_are_within_half_a_step() {
+    let w: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut g = gemm(true, &w, &[3, 4]);
+    run(&mut g, Quantize::default());
+    crate::fold::Fold {
+        dequantize: true,
+        ..Default::default()
+    }
+    .run(&mut g, &mut PassCtx::new())
+    .unwrap();
+    let by = g.values_by_name();
+    let back = g.const_value(by["w_dq"]).unwrap().to_f32_vec().unwrap();
+    for r in 0..3 {
+        let row = &w[r * 4..r * 4 + 4];
+        let step = row.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+        for k in 0..4 {
+            assert!((back[r * 4 + k] - row[k]).abs() <= step / 2.0 + 1e-7);
+        }
+    }
+}
+
+#[test]
+fn skipped_and_non_constant_weights_stay_float() {
+    let g = gemm(true, &[1., 2., 3., 4.], &[2, 2]);
+    check_not_applicable(
+        g,
+        Quantize {
+            skip: Some(regex::Regex::new("^y$").unwrap()),
+            ..Quantize::default()
+        },
+    );
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[1, 2]);
+    let w = b.input("w", DType::F32, &[2, 2]);
+    let y = b.op("y", op("MatMul", &[]), &[x, w]);
+    check_not_applicable(b.finish(&[y]), Quantize::default());
+}
