@@ -282,7 +282,55 @@ fn fold_shapes(g: &mut Graph) -> Result<usize, GraphError> {
             n += 1;
         }
     }
+    // Gather and Slice of a Shape whose picked dims are known, when others are symbolic
+    // (`x.size(1)` of a `[batch, 64]` input).
+    for id in g.node_ids() {
+        if !g.contains_node(id) || !matches!(g.node(id).op, Op::Gather(_) | Op::Slice(_)) {
+            continue;
+        }
+        if let Some(t) = pick_known_dims(g, id) {
+            replace_with_const(g, ValueId::new(id, 0), t)?;
+            n += 1;
+        }
+    }
     Ok(n)
+}
+
+/// The value of `Gather(Shape(x), …)` / `Slice(Shape(x), …)` when the dims it picks are known.
+fn pick_known_dims(g: &Graph, id: NodeId) -> Option<Tensor> {
+    let data = g.node_input(id, 0)?;
+    let Op::Shape(s) = &g.node(data.node).op else {
+        return None;
+    };
+    let x = g.node_input(data.node, 0)?;
+    let shape = g.value_type(x).shape()?;
+    let r = shape.len() as i64;
+    let cl = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) };
+    let (a, b) = (cl(s.start) as usize, cl(s.end.unwrap_or(r)) as usize);
+    let part: Vec<Option<i64>> = shape
+        .get(a..b.max(a))
+        .unwrap_or(&[])
+        .iter()
+        .map(|d| d.known().map(|v| v as i64))
+        .collect();
+    // Evaluate the op on the positions 0..n, then look the picked positions up.
+    let pos: Vec<i64> = (0..part.len() as i64).collect();
+    let pos = Tensor::from_vec(vec![pos.len()], &pos).ok()?;
+    let ins = g.node_inputs(id);
+    let mut args: Vec<Option<&Tensor>> = vec![Some(&pos)];
+    for v in ins.iter().skip(1) {
+        match v {
+            Some(v) => args.push(Some(g.const_value(*v)?)),
+            None => args.push(None),
+        }
+    }
+    let picked = eval::eval_op(&g.node(id).op, &args, 1).ok()?.pop()?;
+    let vals: Option<Vec<i64>> = picked
+        .to_i64_vec()?
+        .iter()
+        .map(|p| part.get(usize::try_from(*p).ok()?).copied().flatten())
+        .collect();
+    Tensor::from_vec(picked.dims().to_vec(), &vals?).ok()
 }
 
 /// Bytes a value of this type takes, when its shape is static.

@@ -409,3 +409,121 @@ fn nothing_to_fold_on_a_plain_graph() {
     let y = b.op("y", op("Mul", &[]), &[x, w]);
     check_not_applicable(b.finish(&[y]));
 }
+
+#[test]
+fn known_dims_of_a_partly_symbolic_shape_fold() {
+    // x: f32[batch, 64]: Shape -> Gather(1) is 64 and Slice [1:] is [64]; Gather(0) stays.
+    let mut b = B::new();
+    let ty = smelt_ir::Type::Tensor(smelt_ir::TensorType {
+        dtype: Some(DType::F32),
+        shape: Some(vec![
+            smelt_ir::Dim::Sym("batch".into()),
+            smelt_ir::Dim::Known(64),
+        ]),
+    });
+    let x = b.g.add_input("x", ty);
+    let s = b.op("s", op("Shape", &[]), &[x]);
+    let one = b.c("one", &[], &[1i64]);
+    let zero = b.c("zero", &[], &[0i64]);
+    let d1 = b.op("d1", op("Gather", &[]), &[s, one]);
+    let d0 = b.op("d0", op("Gather", &[]), &[s, zero]);
+    let st = b.c("st", &[1], &[1i64]);
+    let en = b.c("en", &[1], &[i64::MAX]);
+    let tail = b.op("tail", op("Slice", &[]), &[s, st, en]);
+    check(
+        b.finish(&[d0, d1, tail]),
+        r#"
+graph t(x: f32[batch,64]) -> (d0: i64[], d1: i64[], tail: i64[1]) {
+  %zero = const i64[] [0]
+  %d1_const = const i64[] [64]
+  %tail_const = const i64[1] [64]
+  %s = Shape(%x) : i64[2]
+  %d0 = Gather(%s, %zero) : i64[]
+  %d1 = Identity(%d1_const) : i64[]
+  %tail = Identity(%tail_const) : i64[1]
+  return %d0, %d1, %tail
+}"#,
+    );
+}
+
+/// A small CNN with everything fold does: BN after Conv, a Shape -> Reshape chain, Identity,
+/// a weight as float -> QuantizeLinear -> DequantizeLinear, a duplicated constant.
+fn small_cnn() -> Graph {
+    let mut b = B::new();
+    let x = b.input("input", DType::F32, &[1, 1, 4, 4]);
+    let w: Vec<f32> = (0..18).map(|i| (i as f32 - 9.0) / 8.0).collect();
+    let w = b.c("conv.weight", &[2, 1, 3, 3], &w);
+    let cb = b.c("conv.bias", &[2], &[0.1f32, -0.1]);
+    let conv = b.op(
+        "conv",
+        op("Conv", &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]),
+        &[x, w, cb],
+    );
+    let sc = b.c("bn.weight", &[2], &[1f32, 0.5]);
+    let bb = b.c("bn.bias", &[2], &[0f32, 0.25]);
+    let mean = b.c("bn.running_mean", &[2], &[0.5f32, -0.5]);
+    let var = b.c("bn.running_var", &[2], &[4f32, 0.25]);
+    let bn = b.op(
+        "bn",
+        op("BatchNormalization", &[]),
+        &[conv, sc, bb, mean, var],
+    );
+    let r = b.op("relu", op("Relu", &[]), &[bn]);
+    let s = b.op("shape", op("Shape", &[]), &[r]);
+    let zero = b.c("zero", &[1], &[0i64]);
+    let n = b.op("n", op("Gather", &[]), &[s, zero]);
+    let m1 = b.c("minus_one", &[1], &[-1i64]);
+    let target = b.op("target", op("Concat", &[("axis", Attr::Int(0))]), &[n, m1]);
+    let flat = b.op("flat", op("Reshape", &[]), &[r, target]);
+    let fw: Vec<f32> = (0..96)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 16.0)
+        .collect();
+    let fw = b.c("fc.weight", &[3, 32], &fw);
+    let fs = b.c("fc.weight_scale", &[3], &[0.03f32, 0.02, 0.025]);
+    let fz = b.c("fc.weight_zero_point", &[3], &[0i8, 0, 0]);
+    let q = b.op(
+        "fc.weight_q",
+        op("QuantizeLinear", &[("axis", Attr::Int(0))]),
+        &[fw, fs, fz],
+    );
+    let dq = b.op(
+        "fc.weight_dq",
+        op("DequantizeLinear", &[("axis", Attr::Int(0))]),
+        &[q, fs, fz],
+    );
+    let fb = b.c("fc.bias", &[3], &[0.1f32, -0.1, 0.1]);
+    let fb2 = b.c("fc.bias_copy", &[3], &[0.1f32, -0.1, 0.1]);
+    let fc = b.op(
+        "fc",
+        op("Gemm", &[("transB", Attr::Int(1))]),
+        &[flat, dq, fb],
+    );
+    let plus = b.op("plus", op("Add", &[]), &[fc, fb2]);
+    let out = b.op("logits", op("Identity", &[]), &[plus]);
+    b.finish(&[out])
+}
+
+#[test]
+fn snapshot_small_cnn() {
+    let mut g = small_cnn();
+    let before = g.to_text();
+    let r = Pipeline::parse("fold")
+        .unwrap()
+        .run(
+            &mut g,
+            &mut PassCtx::new(),
+            &RunOptions {
+                verify_ir: true,
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+    let text = format!(
+        "{before}\n--- fold --->\n\n{}\n{}",
+        g.to_text(),
+        r.table(false)
+    );
+    insta::with_settings!({snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../../snapshots/smelt-passes")}, {
+        insta::assert_snapshot!("fold_small_cnn", text);
+    });
+}

@@ -142,3 +142,40 @@ fn skipped_and_non_constant_weights_stay_float() {
     let y = b.op("y", op("MatMul", &[]), &[x, w]);
     check_not_applicable(b.finish(&[y]), Quantize::default());
 }
+
+#[test]
+fn snapshot_mlp() {
+    let mut b = B::new();
+    let x = b.input("input", DType::F32, &[1, 8]);
+    let w1: Vec<f32> = (0..64)
+        .map(|i| ((i * 5 % 17) as f32 - 8.0) / 10.0)
+        .collect();
+    let w1 = b.c("fc1.weight", &[8, 8], &w1);
+    let b1 = b.c("fc1.bias", &[8], &[0.01f32; 8]);
+    let h = b.op("h", op("Gemm", &[("transB", Attr::Int(1))]), &[x, w1, b1]);
+    let r = b.op("r", op("Relu", &[]), &[h]);
+    let w2: Vec<f32> = (0..32).map(|i| ((i * 3 % 11) as f32 - 5.0) / 7.0).collect();
+    let w2 = b.c("fc2.weight", &[8, 4], &w2);
+    let y = b.op("logits", op("MatMul", &[]), &[r, w2]);
+    let mut g = b.finish(&[y]);
+    let before = g.to_text();
+    let r = crate::Pipeline::parse("quantize")
+        .unwrap()
+        .run(
+            &mut g,
+            &mut PassCtx::new(),
+            &crate::RunOptions {
+                verify_ir: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let text = format!(
+        "{before}\n--- quantize --->\n\n{}\n{}",
+        g.to_text(),
+        r.table(false)
+    );
+    insta::with_settings!({snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../../snapshots/smelt-passes")}, {
+        insta::assert_snapshot!("quantize_mlp", text);
+    });
+}
