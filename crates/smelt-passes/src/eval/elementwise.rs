@@ -101,7 +101,7 @@ pub(crate) fn unary(op: &Op, x: &Tensor) -> R<Tensor> {
 }
 
 /// Broadcast two tensors' numbers to a common shape.
-fn bcast2(a: &Tensor, b: &Tensor) -> R<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+fn bcast2(a: &Tensor, b: &Tensor) -> R<(Vec<usize>, super::Walk, super::Walk)> {
     let out = broadcast_dims(a.dims(), b.dims())?;
     let ia = broadcast_index(a.dims(), &out);
     let ib = broadcast_index(b.dims(), &out);
@@ -130,10 +130,10 @@ pub(crate) fn binary(op: &Op, a: &Tensor, b: &Tensor) -> R<Tensor> {
         };
         let o: Vec<i64> = match (&na, &nb) {
             (Num::I(x), Num::I(y)) => ia
-                .iter()
-                .zip(&ib)
+                .clone()
+                .zip(ib.clone())
                 .map(|(i, j)| {
-                    let (p, q) = (x[*i], y[*j]);
+                    let (p, q) = (x[i], y[j]);
                     (match op {
                         Equal(_) => p == q,
                         Less(_) => p < q,
@@ -144,9 +144,9 @@ pub(crate) fn binary(op: &Op, a: &Tensor, b: &Tensor) -> R<Tensor> {
                 })
                 .collect(),
             (Num::F(x), Num::F(y)) => ia
-                .iter()
-                .zip(&ib)
-                .map(|(i, j)| f(x[*i], y[*j]) as i64)
+                .clone()
+                .zip(ib.clone())
+                .map(|(i, j)| f(x[i], y[j]) as i64)
                 .collect(),
             _ => return invalid("comparison of different dtypes"),
         };
@@ -157,10 +157,10 @@ pub(crate) fn binary(op: &Op, a: &Tensor, b: &Tensor) -> R<Tensor> {
             return invalid("logical ops take bools");
         };
         let o: Vec<i64> = ia
-            .iter()
-            .zip(&ib)
+            .clone()
+            .zip(ib.clone())
             .map(|(i, j)| {
-                let (p, q) = (x[*i] != 0, y[*j] != 0);
+                let (p, q) = (x[i] != 0, y[j] != 0);
                 (match op {
                     And(_) => p && q,
                     Or(_) => p || q,
@@ -172,9 +172,9 @@ pub(crate) fn binary(op: &Op, a: &Tensor, b: &Tensor) -> R<Tensor> {
     }
     let out = match (&na, &nb) {
         (Num::I(x), Num::I(y)) => {
-            let mut o = Vec::with_capacity(ia.len());
-            for (i, j) in ia.iter().zip(&ib) {
-                let (p, q) = (x[*i], y[*j]);
+            let mut o = Vec::with_capacity(ia.size_hint().0);
+            for (i, j) in ia.clone().zip(ib.clone()) {
+                let (p, q) = (x[i], y[j]);
                 o.push(match op {
                     Add(_) => p.wrapping_add(q),
                     Sub(_) => p.wrapping_sub(q),
@@ -221,9 +221,9 @@ pub(crate) fn binary(op: &Op, a: &Tensor, b: &Tensor) -> R<Tensor> {
         _ => {
             let x = to_f(&na);
             let y = to_f(&nb);
-            let mut o = Vec::with_capacity(ia.len());
-            for (i, j) in ia.iter().zip(&ib) {
-                let (p, q) = (x[*i], y[*j]);
+            let mut o = Vec::with_capacity(ia.size_hint().0);
+            for (i, j) in ia.clone().zip(ib.clone()) {
+                let (p, q) = (x[i], y[j]);
                 o.push(match op {
                     Add(_) => p + q,
                     Sub(_) => p - q,
@@ -281,22 +281,22 @@ pub(crate) fn variadic(op: &Op, args: &Args) -> R<Tensor> {
         let (dims, ia, ib) = bcast2(&acc, t)?;
         let out = match (num(&acc)?, num(t)?) {
             (Num::I(x), Num::I(y)) => Num::I(
-                ia.iter()
-                    .zip(&ib)
+                ia.clone()
+                    .zip(ib.clone())
                     .map(|(i, j)| match op {
-                        Op::Min(_) => x[*i].min(y[*j]),
-                        Op::Max(_) => x[*i].max(y[*j]),
-                        _ => x[*i].wrapping_add(y[*j]),
+                        Op::Min(_) => x[i].min(y[j]),
+                        Op::Max(_) => x[i].max(y[j]),
+                        _ => x[i].wrapping_add(y[j]),
                     })
                     .collect(),
             ),
             (a, b) => {
                 let (x, y) = (to_f(&a), to_f(&b));
                 Num::F(
-                    ia.iter()
-                        .zip(&ib)
+                    ia.clone()
+                        .zip(ib.clone())
                         .map(|(i, j)| {
-                            let (p, q) = (x[*i], y[*j]);
+                            let (p, q) = (x[i], y[j]);
                             match op {
                                 Op::Min(_) if p.is_nan() || q.is_nan() => f64::NAN,
                                 Op::Max(_) if p.is_nan() || q.is_nan() => f64::NAN,

@@ -30,8 +30,8 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> R<Tensor> {
         return invalid(format!("MatMul of {:?} and {:?}", a.dims(), b.dims()));
     }
     let batch = broadcast_dims(&ad[..ad.len() - 2], &bd[..bd.len() - 2])?;
-    let ia = broadcast_index(&ad[..ad.len() - 2], &batch);
-    let ib = broadcast_index(&bd[..bd.len() - 2], &batch);
+    let ia: Vec<usize> = broadcast_index(&ad[..ad.len() - 2], &batch).collect();
+    let ib: Vec<usize> = broadcast_index(&bd[..bd.len() - 2], &batch).collect();
     let nb = count(&batch);
     let (af, ai) = nums(num(a)?);
     let (bf, bi) = nums(num(b)?);

@@ -37,6 +37,19 @@ pub enum EvalError {
 
 pub(crate) type R<T> = Result<T, EvalError>;
 
+/// The most elements one evaluated tensor may have (a guard against shapes that would exhaust
+/// memory when the caller could not check the size first).
+pub const MAX_ELEMENTS: usize = 1 << 32;
+
+pub(crate) fn check_size(dims: &[usize]) -> R<()> {
+    match smelt_ir::tensor::element_count(dims) {
+        Some(n) if n <= MAX_ELEMENTS => Ok(()),
+        _ => unsupported(format!(
+            "a tensor of shape {dims:?} is too large to evaluate"
+        )),
+    }
+}
+
 pub(crate) fn invalid<T>(msg: impl Into<String>) -> R<T> {
     Err(EvalError::Invalid(msg.into()))
 }
@@ -418,53 +431,87 @@ pub(crate) fn broadcast_dims(a: &[usize], b: &[usize]) -> R<Vec<usize>> {
     Ok(out)
 }
 
+/// The linear indices visited by walking `dims` row-major, starting at `base` and moving by
+/// `st[k]` along axis `k`: the index maps of broadcasting, transposition, slicing and reduction,
+/// computed lazily so that large constants need no index arrays.
+#[derive(Clone, Debug)]
+pub(crate) struct Walk {
+    dims: Vec<usize>,
+    st: Vec<i64>,
+    pos: Vec<usize>,
+    cur: i64,
+    left: usize,
+}
+
+impl Walk {
+    pub(crate) fn new(dims: &[usize], st: Vec<i64>, base: i64) -> Walk {
+        Walk {
+            dims: dims.to_vec(),
+            pos: vec![0; dims.len()],
+            st,
+            cur: base,
+            left: count(dims),
+        }
+    }
+}
+
+impl Iterator for Walk {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let v = self.cur as usize;
+        let mut k = self.dims.len();
+        while k > 0 {
+            k -= 1;
+            self.pos[k] += 1;
+            self.cur += self.st[k];
+            if self.pos[k] < self.dims[k] {
+                break;
+            }
+            self.cur -= self.st[k] * self.pos[k] as i64;
+            self.pos[k] = 0;
+        }
+        Some(v)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Walk {}
+
 /// For every element of `out` (row-major), the linear index of the element of a tensor of
-/// shape `inp` that broadcasting maps onto it.
-pub(crate) fn broadcast_index(inp: &[usize], out: &[usize]) -> Vec<usize> {
-    let n = count(out);
+/// shape `inp` (rank at most `out`'s) that broadcasting maps onto it.
+pub(crate) fn broadcast_index(inp: &[usize], out: &[usize]) -> Walk {
     let r = out.len();
-    let off = r - inp.len();
+    let off = r.saturating_sub(inp.len());
     let ist = strides(inp);
-    // stride per output axis (0 where the input broadcasts)
-    let st: Vec<usize> = (0..r)
+    let st: Vec<i64> = (0..r)
         .map(|k| {
             if k < off || inp[k - off] == 1 {
                 0
             } else {
-                ist[k - off]
+                ist[k - off] as i64
             }
         })
         .collect();
-    if inp == out {
-        return (0..n).collect();
-    }
-    let mut idx = Vec::with_capacity(n);
-    let mut pos = vec![0usize; r];
-    let mut cur = 0usize;
-    for _ in 0..n {
-        idx.push(cur);
-        // increment the multi-index
-        let mut k = r;
-        while k > 0 {
-            k -= 1;
-            pos[k] += 1;
-            cur += st[k];
-            if pos[k] < out[k] {
-                break;
-            }
-            cur -= st[k] * pos[k];
-            pos[k] = 0;
-        }
-    }
-    idx
+    Walk::new(out, st, 0)
 }
 
 /// Element `i` of every index map, gathered from `t` into a tensor of `dims`: works on any
 /// dtype (bytes are copied; sub-byte types go through `i64`).
-pub(crate) fn take(t: &Tensor, dims: Vec<usize>, idx: &[usize]) -> R<Tensor> {
+pub(crate) fn take(
+    t: &Tensor,
+    dims: Vec<usize>,
+    idx: impl IntoIterator<Item = usize>,
+) -> R<Tensor> {
+    let idx = idx.into_iter();
     let d = t.dtype();
     if let Some(s) = t.strings() {
-        let v: Vec<Vec<u8>> = idx.iter().map(|i| s[*i].clone()).collect();
+        let v: Vec<Vec<u8>> = idx.map(|i| s[i].clone()).collect();
         return Tensor::from_strings(dims, v).map_err(terr);
     }
     let bits = d.bits();
@@ -472,12 +519,12 @@ pub(crate) fn take(t: &Tensor, dims: Vec<usize>, idx: &[usize]) -> R<Tensor> {
         let v = t
             .to_i64_vec()
             .ok_or_else(|| EvalError::Unsupported(format!("moving {d} data")))?;
-        let o: Vec<i64> = idx.iter().map(|i| v[*i]).collect();
+        let o: Vec<i64> = idx.map(|i| v[i]).collect();
         return Tensor::from_i64s(d, dims, &o).map_err(terr);
     }
     let es = bits / 8;
     let b = t.bytes().unwrap_or_default();
-    let mut out = Vec::with_capacity(idx.len() * es);
+    let mut out = Vec::with_capacity(idx.size_hint().0 * es);
     for i in idx {
         out.extend_from_slice(&b[i * es..(i + 1) * es]);
     }

@@ -4,7 +4,7 @@
 
 use super::{
     axis, broadcast_dims, broadcast_index, count, invalid, num, strides, take, terr, unsupported,
-    Num, R,
+    Num, Walk, R,
 };
 use smelt_ir::{DType, Tensor};
 
@@ -112,33 +112,9 @@ pub(crate) fn transpose(x: &Tensor, perm: Option<&[i64]>) -> R<Tensor> {
     let dims = x.dims();
     let out: Vec<usize> = perm.iter().map(|p| dims[*p]).collect();
     let st = strides(dims);
-    let pst: Vec<usize> = perm.iter().map(|p| st[*p]).collect();
-    let idx = walk(&out, &pst);
-    take(x, out, &idx)
-}
-
-/// The linear indices visited by walking `dims` row-major with per-axis strides `st`.
-fn walk(dims: &[usize], st: &[usize]) -> Vec<usize> {
-    let n = count(dims);
-    let r = dims.len();
-    let mut idx = Vec::with_capacity(n);
-    let mut pos = vec![0usize; r];
-    let mut cur = 0usize;
-    for _ in 0..n {
-        idx.push(cur);
-        let mut k = r;
-        while k > 0 {
-            k -= 1;
-            pos[k] += 1;
-            cur += st[k];
-            if pos[k] < dims[k] {
-                break;
-            }
-            cur -= st[k] * pos[k];
-            pos[k] = 0;
-        }
-    }
-    idx
+    let pst: Vec<i64> = perm.iter().map(|p| st[*p] as i64).collect();
+    let idx = Walk::new(&out, pst, 0);
+    take(x, out, idx)
 }
 
 pub(crate) fn concat(ts: &[&Tensor], ax: i64) -> R<Tensor> {
@@ -209,8 +185,8 @@ fn slice_axis(x: &Tensor, a: usize, start: usize, len: usize) -> R<Tensor> {
     out[a] = len;
     let st = strides(dims);
     let base = start * st[a];
-    let idx: Vec<usize> = walk(&out, &st).into_iter().map(|i| i + base).collect();
-    take(x, out, &idx)
+    let st: Vec<i64> = st.iter().map(|v| *v as i64).collect();
+    take(x, out.clone(), Walk::new(&out, st, base as i64))
 }
 
 pub(crate) fn split(
@@ -299,25 +275,7 @@ pub(crate) fn slice(
         base += s * st[k] as i64;
         ist.push(step * st[k] as i64);
     }
-    let n = count(&out);
-    let mut idx = Vec::with_capacity(n);
-    let mut pos = vec![0usize; r];
-    let mut cur = base;
-    for _ in 0..n {
-        idx.push(cur as usize);
-        let mut k = r;
-        while k > 0 {
-            k -= 1;
-            pos[k] += 1;
-            cur += ist[k];
-            if pos[k] < out[k] {
-                break;
-            }
-            cur -= ist[k] * pos[k] as i64;
-            pos[k] = 0;
-        }
-    }
-    take(x, out, &idx)
+    take(x, out.clone(), Walk::new(&out, ist, base))
 }
 
 pub(crate) fn gather(x: &Tensor, indices: &Tensor, ax: i64) -> R<Tensor> {
@@ -343,14 +301,15 @@ pub(crate) fn gather(x: &Tensor, indices: &Tensor, ax: i64) -> R<Tensor> {
             idx.extend(base..base + inner);
         }
     }
-    take(x, out, &idx)
+    take(x, out, idx)
 }
 
 pub(crate) fn expand(x: &Tensor, shape: &[i64]) -> R<Tensor> {
     let s = dims_of(shape)?;
     let out = broadcast_dims(x.dims(), &s)?;
+    super::check_size(&out)?;
     let idx = broadcast_index(x.dims(), &out);
-    take(x, out, &idx)
+    take(x, out, idx)
 }
 
 pub(crate) fn tile(x: &Tensor, reps: &[i64]) -> R<Tensor> {
@@ -359,7 +318,12 @@ pub(crate) fn tile(x: &Tensor, reps: &[i64]) -> R<Tensor> {
         return invalid("Tile repeats must match the rank");
     }
     let reps = dims_of(reps)?;
-    let out: Vec<usize> = dims.iter().zip(&reps).map(|(d, r)| d * r).collect();
+    let out: Vec<usize> = dims
+        .iter()
+        .zip(&reps)
+        .map(|(d, r)| d.checked_mul(*r).unwrap_or(usize::MAX))
+        .collect();
+    super::check_size(&out)?;
     let st = strides(dims);
     let n = count(&out);
     let r = dims.len();
@@ -382,7 +346,7 @@ pub(crate) fn tile(x: &Tensor, reps: &[i64]) -> R<Tensor> {
             pos[k] = 0;
         }
     }
-    take(x, out, &idx)
+    take(x, out, idx)
 }
 
 pub(crate) fn where_(c: &Tensor, x: &Tensor, y: &Tensor) -> R<Tensor> {
@@ -404,20 +368,16 @@ pub(crate) fn where_(c: &Tensor, x: &Tensor, y: &Tensor) -> R<Tensor> {
         ],
         0,
     )?;
-    let idx: Vec<usize> = (0..ic.len())
-        .map(|k| {
-            if cv[ic[k]] != 0 {
-                ix[k]
-            } else {
-                x.len() + iy[k]
-            }
-        })
-        .collect();
-    take(&joined, out, &idx)
+    let xl = x.len();
+    let idx = ic
+        .zip(ix.zip(iy))
+        .map(|(c, (i, j))| if cv[c] != 0 { i } else { xl + j });
+    take(&joined, out, idx)
 }
 
 pub(crate) fn constant_of_shape(shape: &[i64], value: Option<&Tensor>) -> R<Tensor> {
     let dims = dims_of(shape)?;
+    super::check_size(&dims)?;
     let value = match value {
         Some(v) => v.clone(),
         None => Tensor::scalar(0f32),

@@ -1,39 +1,21 @@
 //! Reductions (Reduce*, ArgMax/ArgMin) and Softmax/LogSoftmax.
 
-use super::{axis, count, from_num, invalid, num, strides, terr, unsupported, Args, Num, R};
+use super::{axis, count, from_num, invalid, num, strides, terr, unsupported, Args, Num, Walk, R};
 use smelt_ir::{Op, Tensor};
 
-/// For every input element, the linear index of the output element it reduces into.
-fn reduce_map(dims: &[usize], axes: &[usize]) -> (Vec<usize>, Vec<usize>) {
+/// For every input element, the linear index of the output element it reduces into, and the
+/// dims with the reduced axes kept as 1.
+fn reduce_map(dims: &[usize], axes: &[usize]) -> (Walk, Vec<usize>) {
     let kept: Vec<usize> = dims
         .iter()
         .enumerate()
         .map(|(i, d)| if axes.contains(&i) { 1 } else { *d })
         .collect();
     let ost = strides(&kept);
-    let st: Vec<usize> = (0..dims.len())
-        .map(|i| if axes.contains(&i) { 0 } else { ost[i] })
+    let st: Vec<i64> = (0..dims.len())
+        .map(|i| if axes.contains(&i) { 0 } else { ost[i] as i64 })
         .collect();
-    let n = count(dims);
-    let r = dims.len();
-    let mut idx = Vec::with_capacity(n);
-    let mut pos = vec![0usize; r];
-    let mut cur = 0usize;
-    for _ in 0..n {
-        idx.push(cur);
-        let mut k = r;
-        while k > 0 {
-            k -= 1;
-            pos[k] += 1;
-            cur += st[k];
-            if pos[k] < dims[k] {
-                break;
-            }
-            cur -= st[k] * pos[k];
-            pos[k] = 0;
-        }
-    }
-    (idx, kept)
+    (Walk::new(dims, st, 0), kept)
 }
 
 fn out_dims(dims: &[usize], axes: &[usize], keep: bool) -> Vec<usize> {
@@ -87,8 +69,8 @@ pub(crate) fn reduce(op: &Op, args: &Args) -> R<Tensor> {
                 ReduceSum(_) | ReduceL1(_) | ReduceSumSquare(_) => vec![0; m],
                 _ => return unsupported(format!("{} of integers", op.op_type())),
             };
-            for (i, a) in v.iter().zip(&map) {
-                let s = &mut acc[*a];
+            for (i, a) in v.iter().zip(map.clone()) {
+                let s = &mut acc[a];
                 *s = match op {
                     ReduceMax(_) => (*s).max(*i),
                     ReduceMin(_) => (*s).min(*i),
@@ -109,22 +91,22 @@ pub(crate) fn reduce(op: &Op, args: &Args) -> R<Tensor> {
             };
             let mx: Vec<f64> = if let ReduceLogSumExp(_) = op {
                 let mut mx = vec![f64::NEG_INFINITY; m];
-                for (i, a) in v.iter().zip(&map) {
-                    mx[*a] = mx[*a].max(*i);
+                for (i, a) in v.iter().zip(map.clone()) {
+                    mx[a] = mx[a].max(*i);
                 }
                 mx
             } else {
                 vec![]
             };
-            for (i, a) in v.iter().zip(&map) {
-                let s = &mut acc[*a];
+            for (i, a) in v.iter().zip(map.clone()) {
+                let s = &mut acc[a];
                 *s = match op {
                     ReduceMax(_) => s.max(*i),
                     ReduceMin(_) => s.min(*i),
                     ReduceProd(_) => *s * i,
                     ReduceL1(_) => *s + i.abs(),
                     ReduceL2(_) | ReduceSumSquare(_) => *s + i * i,
-                    ReduceLogSumExp(_) => *s + (i - mx[*a]).exp(),
+                    ReduceLogSumExp(_) => *s + (i - mx[a]).exp(),
                     _ => *s + i,
                 };
             }
@@ -151,9 +133,9 @@ pub(crate) fn arg(x: &Tensor, ax: i64, keep: bool, last: bool, max: bool) -> R<T
     let st = strides(x.dims())[a];
     let d = x.dims()[a];
     let mut best: Vec<Option<(f64, i64)>> = vec![None; m];
-    for (k, (val, o)) in v.iter().zip(&map).enumerate() {
+    for (k, (val, o)) in v.iter().zip(map.clone()).enumerate() {
         let pos = ((k / st) % d.max(1)) as i64;
-        let better = match best[*o] {
+        let better = match best[o] {
             None => true,
             Some((b, _)) => {
                 if max {
@@ -164,7 +146,7 @@ pub(crate) fn arg(x: &Tensor, ax: i64, keep: bool, last: bool, max: bool) -> R<T
             }
         };
         if better {
-            best[*o] = Some((*val, pos));
+            best[o] = Some((*val, pos));
         }
     }
     let out = out_dims(x.dims(), &[a], keep);
@@ -180,21 +162,21 @@ pub(crate) fn softmax(x: &Tensor, ax: i64, log: bool) -> R<Tensor> {
     let (map, kept) = reduce_map(x.dims(), &[a]);
     let m = count(&kept);
     let mut mx = vec![f64::NEG_INFINITY; m];
-    for (i, o) in v.iter().zip(&map) {
-        mx[*o] = mx[*o].max(*i);
+    for (i, o) in v.iter().zip(map.clone()) {
+        mx[o] = mx[o].max(*i);
     }
     let mut sum = vec![0.0; m];
-    for (i, o) in v.iter().zip(&map) {
-        sum[*o] += (i - mx[*o]).exp();
+    for (i, o) in v.iter().zip(map.clone()) {
+        sum[o] += (i - mx[o]).exp();
     }
     let out: Vec<f64> = v
         .iter()
-        .zip(&map)
+        .zip(map.clone())
         .map(|(i, o)| {
             if log {
-                i - mx[*o] - sum[*o].ln()
+                i - mx[o] - sum[o].ln()
             } else {
-                (i - mx[*o]).exp() / sum[*o]
+                (i - mx[o]).exp() / sum[o]
             }
         })
         .collect();
