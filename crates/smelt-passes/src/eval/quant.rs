@@ -34,6 +34,14 @@ pub(crate) fn cast(x: &Tensor, to: DType) -> R<Tensor> {
             Tensor::from_i64s(to, dims, &b).map_err(terr)
         }
         Num::F(v) if to.is_float() => Tensor::from_f64s(to, dims, &v).map_err(terr),
+        Num::F(v) if to.bits() < 8 => {
+            // Packed integers: truncate toward zero, then wrap like ONNX's reference.
+            let t: Vec<i64> = v
+                .iter()
+                .map(|a| if a.is_finite() { a.trunc() as i64 } else { 0 })
+                .collect();
+            Tensor::from_i64s(to, dims, &t).map_err(terr)
+        }
         Num::F(v) => {
             // Float to integer truncates toward zero; NaN and out-of-range saturate.
             let t: Vec<f64> = v.iter().map(|a| a.trunc()).collect();
