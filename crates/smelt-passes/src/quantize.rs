@@ -1,4 +1,4 @@
-//! `quantize`: weight-only int8 for Gemm, MatMul and Conv.
+//! `quantize`: weight-only int8 (or int4) for Gemm, MatMul and Conv.
 //!
 //! ```text
 //! before                                      after
@@ -20,6 +20,12 @@
 //! QuantizeLinear does (`w / scale` in f32, round half to even, saturate), so
 //! `fold(dequantize=true)` gives back exactly the weights the int8 model computes with.
 //!
+//! `bits=4` stores int4 (uint4 when asymmetric; packed two a byte; symmetric scale
+//! `max|w| / 7`); `block=B` gives every B consecutive weights along the input axis (Gemm
+//! `transB=1`: 1, `transB=0`: 0; MatMul: the second-last axis; Conv: 1) their own scale — the
+//! opset-21 blocked DequantizeLinear (`axis` = the input axis, `block_size=B`), which the
+//! exporter must write with opset 21.
+//!
 //! Lossy: the report gives the sizes; accuracy is the caller's to measure.
 
 use crate::pass::{Changed, Pass, PassCtx, PassError};
@@ -32,6 +38,11 @@ use std::collections::HashMap;
 /// The `quantize` pass's options.
 #[derive(Clone, Debug)]
 pub struct Quantize {
+    /// Weight bits: 8 (int8/uint8) or 4 (int4/uint4, packed).
+    pub bits: u32,
+    /// Blocks of this many weights along the input axis share a scale (opset-21 blocked
+    /// DequantizeLinear); `None`: per channel or per tensor.
+    pub block: Option<usize>,
     /// One scale per output channel (else one per tensor).
     pub per_channel: bool,
     /// Symmetric int8 (else asymmetric uint8).
@@ -43,6 +54,8 @@ pub struct Quantize {
 impl Default for Quantize {
     fn default() -> Quantize {
         Quantize {
+            bits: 8,
+            block: None,
             per_channel: true,
             symmetric: true,
             skip: None,
@@ -59,7 +72,13 @@ pub const INFO: PassInfo = PassInfo {
             name: "bits",
             kind: OptionKind::Int,
             default: "8",
-            help: "weight bits (8)",
+            help: "weight bits: 8 or 4",
+        },
+        OptionInfo {
+            name: "block",
+            kind: OptionKind::Int,
+            default: "",
+            help: "blocks of this many input weights share a scale (opset 21)",
         },
         OptionInfo {
             name: "per_channel",
@@ -85,13 +104,27 @@ pub const INFO: PassInfo = PassInfo {
 
 fn build(o: &Options) -> Result<Box<dyn Pass>, PassError> {
     let bits = o.int("bits", 8);
-    if bits != 8 {
+    if bits != 8 && bits != 4 {
         return Err(PassError::BadOption {
             pass: "quantize",
             option: "bits",
-            msg: format!("{bits} bits is not implemented (8 is)"),
+            msg: format!("{bits} bits is not implemented (8 and 4 are)"),
         });
     }
+    let block = match o.get("block") {
+        None => None,
+        Some(_) => {
+            let b = o.int("block", 0);
+            if b < 1 {
+                return Err(PassError::BadOption {
+                    pass: "quantize",
+                    option: "block",
+                    msg: format!("must be at least 1, got {b}"),
+                });
+            }
+            Some(b as usize)
+        }
+    };
     let skip = match o.str("skip") {
         Some(r) => Some(regex::Regex::new(r).map_err(|e| PassError::BadOption {
             pass: "quantize",
@@ -101,6 +134,8 @@ fn build(o: &Options) -> Result<Box<dyn Pass>, PassError> {
         None => None,
     };
     Ok(Box::new(Quantize {
+        bits: bits as u32,
+        block,
         per_channel: o.bool("per_channel", true),
         symmetric: o.bool("symmetric", true),
         skip,
@@ -135,10 +170,11 @@ impl Pass for Quantize {
                 continue;
             }
             let rank = w.dims().len();
-            let axis = match &g.node(id).op {
-                Op::Gemm(gm) if rank == 2 => usize::from(!gm.trans_b),
-                Op::MatMul(_) => rank - 1,
-                Op::Conv(_) => 0,
+            // (output-channel axis, input axis)
+            let (axis, in_axis) = match &g.node(id).op {
+                Op::Gemm(gm) if rank == 2 => (usize::from(!gm.trans_b), usize::from(gm.trans_b)),
+                Op::MatMul(_) => (rank - 1, rank - 2),
+                Op::Conv(_) => (0, 1),
                 _ => continue,
             };
             if let Some(re) = &self.skip {
@@ -151,7 +187,7 @@ impl Pass for Quantize {
             let dq = match done.get(&(wv, axis)) {
                 Some(v) => *v,
                 None => {
-                    let Some(v) = self.emit(g, wv, axis).map_err(ge)? else {
+                    let Some(v) = self.emit(g, wv, axis, in_axis).map_err(ge)? else {
                         continue;
                     };
                     done.insert((wv, axis), v);
@@ -162,9 +198,15 @@ impl Pass for Quantize {
             n += 1;
         }
         g.remove_dead_nodes();
+        let f = Format::new(self.bits, self.symmetric);
+        let how = match self.block {
+            Some(b) => format!("blocks of {b}"),
+            None if self.per_channel => "per channel".to_string(),
+            None => "per tensor".to_string(),
+        };
         cx.note(format!(
-            "quantized {n} weight input(s) to {}",
-            if self.symmetric { "int8" } else { "uint8" }
+            "quantized {n} weight input(s) to {}, {how}",
+            f.dtype
         ));
         if !skipped.is_empty() {
             cx.note(format!("kept in float (skip): {}", skipped.join(", ")));
@@ -173,12 +215,53 @@ impl Pass for Quantize {
     }
 }
 
-/// Scale, zero point and quantized values of one group of weights.
-fn quant_group(w: &[f32], symmetric: bool) -> (f32, i64) {
+/// The integer format of the weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Format {
+    dtype: DType,
+    lo: i64,
+    hi: i64,
+    /// The largest magnitude a symmetric scale maps to.
+    sym_max: f32,
+}
+
+impl Format {
+    fn new(bits: u32, symmetric: bool) -> Format {
+        match (bits, symmetric) {
+            (4, true) => Format {
+                dtype: DType::I4,
+                lo: -8,
+                hi: 7,
+                sym_max: 7.0,
+            },
+            (4, false) => Format {
+                dtype: DType::U4,
+                lo: 0,
+                hi: 15,
+                sym_max: 7.0,
+            },
+            (_, true) => Format {
+                dtype: DType::I8,
+                lo: -128,
+                hi: 127,
+                sym_max: 127.0,
+            },
+            (_, false) => Format {
+                dtype: DType::U8,
+                lo: 0,
+                hi: 255,
+                sym_max: 127.0,
+            },
+        }
+    }
+}
+
+/// Scale and zero point of one group of weights.
+fn quant_group(w: &[f32], symmetric: bool, f: Format) -> (f32, i64) {
     if symmetric {
         let m = w.iter().fold(0f32, |a, v| a.max(v.abs()));
         let s = if m > 0.0 && m.is_finite() {
-            m / 127.0
+            m / f.sym_max
         } else {
             1.0
         };
@@ -186,14 +269,23 @@ fn quant_group(w: &[f32], symmetric: bool) -> (f32, i64) {
     } else {
         let lo = w.iter().fold(0f32, |a, v| a.min(*v));
         let hi = w.iter().fold(0f32, |a, v| a.max(*v));
-        let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
-        let z = (-lo / s).round_ties_even().clamp(0.0, 255.0) as i64;
+        let span = (f.hi - f.lo) as f32;
+        let s = if hi > lo { (hi - lo) / span } else { 1.0 };
+        let z = (-lo / s).round_ties_even().clamp(f.lo as f32, f.hi as f32) as i64;
         (s, z)
     }
 }
 
 impl Quantize {
-    fn emit(&self, g: &mut Graph, wv: ValueId, axis: usize) -> Result<Option<ValueId>, GraphError> {
+    /// Quantizes the weight `wv`: `axis` is its output-channel axis, `in_axis` its input
+    /// (reduction) axis, along which blocks run.
+    fn emit(
+        &self,
+        g: &mut Graph,
+        wv: ValueId,
+        axis: usize,
+        in_axis: usize,
+    ) -> Result<Option<ValueId>, GraphError> {
         let Some(w) = g.const_value(wv).cloned() else {
             return Ok(None);
         };
@@ -201,41 +293,59 @@ impl Quantize {
             return Ok(None);
         };
         let dims = w.dims().to_vec();
-        let c = dims[axis];
-        let inner: usize = dims[axis + 1..].iter().product();
-        let chan = |i: usize| (i / inner.max(1)) % c.max(1);
-        let (scales, zps): (Vec<f32>, Vec<i64>) = if self.per_channel {
-            let mut groups: Vec<Vec<f32>> = vec![vec![]; c];
-            for (i, v) in wf.iter().enumerate() {
-                groups[chan(i)].push(*v);
-            }
-            groups
-                .iter()
-                .map(|gr| quant_group(gr, self.symmetric))
-                .unzip()
-        } else {
-            let (s, z) = quant_group(&wf, self.symmetric);
-            (vec![s], vec![z])
-        };
-        let (lo, hi, qdt) = if self.symmetric {
-            (-127.0, 127.0, DType::I8)
-        } else {
-            (0.0, 255.0, DType::U8)
-        };
+        let f = Format::new(self.bits, self.symmetric);
+        // The group (scale index) of every element, the scales' shape and the DQ attributes.
+        let (group, sdims, dq_axis, block): (Vec<usize>, Vec<usize>, usize, usize) =
+            match self.block {
+                Some(b) => {
+                    let mut sd = dims.clone();
+                    sd[in_axis] = dims[in_axis].div_ceil(b);
+                    let st = crate::eval::strides(&dims);
+                    let sst = crate::eval::strides(&sd);
+                    let grp = (0..wf.len())
+                        .map(|i| {
+                            (0..dims.len())
+                                .map(|k| {
+                                    let c = (i / st[k]) % dims[k];
+                                    let c = if k == in_axis { c / b } else { c };
+                                    c * sst[k]
+                                })
+                                .sum()
+                        })
+                        .collect();
+                    (grp, sd, in_axis, b)
+                }
+                None if self.per_channel => {
+                    let c = dims[axis];
+                    let inner: usize = dims[axis + 1..].iter().product();
+                    let grp = (0..wf.len())
+                        .map(|i| (i / inner.max(1)) % c.max(1))
+                        .collect();
+                    (grp, vec![c], axis, 0)
+                }
+                None => (vec![0; wf.len()], vec![], 1, 0),
+            };
+        let ngroups: usize = sdims.iter().product();
+        let mut members: Vec<Vec<f32>> = vec![vec![]; ngroups];
+        for (v, k) in wf.iter().zip(&group) {
+            members[*k].push(*v);
+        }
+        let (scales, zps): (Vec<f32>, Vec<i64>) = members
+            .iter()
+            .map(|m| quant_group(m, self.symmetric, f))
+            .unzip();
         let q: Vec<i64> = wf
             .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let k = if self.per_channel { chan(i) } else { 0 };
-                let r = (v / scales[k]).round_ties_even() as f64 + zps[k] as f64;
-                r.clamp(lo, hi) as i64
+            .zip(&group)
+            .map(|(v, k)| {
+                let r = (v / scales[*k]).round_ties_even() as f64 + zps[*k] as f64;
+                r.clamp(f.lo as f64, f.hi as f64) as i64
             })
             .collect();
-        let sdims = if self.per_channel { vec![c] } else { vec![] };
         let (Ok(qt), Ok(st), Ok(zt)) = (
-            Tensor::from_i64s(qdt, dims.clone(), &q),
+            Tensor::from_i64s(f.dtype, dims.clone(), &q),
             Tensor::from_vec(sdims.clone(), &scales),
-            Tensor::from_i64s(qdt, sdims, &zps),
+            Tensor::from_i64s(f.dtype, sdims, &zps),
         ) else {
             return Ok(None);
         };
@@ -247,8 +357,8 @@ impl Quantize {
         let id = g.add_node(
             g.fresh_node_name(&format!("{base}_dequantize")),
             Op::DequantizeLinear(DequantizeLinear {
-                axis: if self.per_channel { axis as i64 } else { 1 },
-                block_size: 0,
+                axis: dq_axis as i64,
+                block_size: block as i64,
                 output_dtype: 0,
             }),
             &[Some(qc), Some(sc), Some(zc)],

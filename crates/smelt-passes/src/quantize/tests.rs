@@ -90,7 +90,7 @@ fn asymmetric_per_tensor_uint8() {
         Quantize {
             per_channel: false,
             symmetric: false,
-            skip: None,
+            ..Quantize::default()
         },
     );
     let by = g.values_by_name();
@@ -178,4 +178,47 @@ fn snapshot_mlp() {
     insta::with_settings!({snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../../snapshots/smelt-passes")}, {
         insta::assert_snapshot!("quantize_mlp", text);
     });
+}
+
+#[test]
+fn int4_blocks_along_the_input_axis() {
+    // Gemm transB=1, W [2 out, 4 in], blocks of 2 along the input axis (1):
+    // [7, -3.5 | 14, -7] -> scales 1, 2 -> [7, -4 | 7, -4] (half to even);
+    // [3.5, -7 | 0, 0]   -> scales 1, 1 -> [4, -7 | 0, 0].
+    let mut g = gemm(true, &[7., -3.5, 14., -7., 3.5, -7., 0., 0.], &[2, 4]);
+    let q = Quantize {
+        bits: 4,
+        block: Some(2),
+        ..Quantize::default()
+    };
+    assert_eq!(run(&mut g, q), Changed::count(1));
+    let by = g.values_by_name();
+    let wq = g.const_value(by["w_q"]).unwrap();
+    assert_eq!(wq.dtype(), DType::I4);
+    assert_eq!(wq.byte_len(), 4);
+    assert_eq!(wq.to_i64_vec().unwrap(), vec![7, -4, 7, -4, 4, -7, 0, 0]);
+    let s = g.const_value(by["w_scale"]).unwrap();
+    assert_eq!(
+        (s.dims(), s.to_f32_vec().unwrap()),
+        (&[2usize, 2][..], vec![1., 2., 1., 1.])
+    );
+    let dq = by["w_dq"].node;
+    assert_eq!(
+        g.node(dq).op,
+        Op::DequantizeLinear(DequantizeLinear {
+            axis: 1,
+            block_size: 2,
+            output_dtype: 0
+        })
+    );
+    // fold(dequantize=true) evaluates the blocked DQ back to floats.
+    crate::fold::Fold {
+        dequantize: true,
+        ..Default::default()
+    }
+    .run(&mut g, &mut PassCtx::new())
+    .unwrap();
+    let by = g.values_by_name();
+    let back = g.const_value(by["w_dq"]).unwrap().to_f32_vec().unwrap();
+    assert_eq!(back, vec![7., -4., 14., -8., 4., -7., 0., 0.]);
 }
