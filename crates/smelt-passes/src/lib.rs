@@ -17,7 +17,9 @@
 //! - [`Pass`] — `name()` (CLI-stable) and `run(&mut Graph, &mut PassCtx) -> Result<Changed,
 //!   PassError>`; `exact()` says whether it keeps the outputs (lossy passes say false).
 //! - [`PassCtx`] — what a pass may use: a [`Runner`] (the library implements it with the JIT or
-//!   tract; this crate depends on no backend) and a report sink ([`PassCtx::note`]).
+//!   tract; this crate depends on no backend), a [`TensorLoader`] for files named in options
+//!   (`calib=x.pb`; the library implements it with its TensorProto reader) and a report sink
+//!   ([`PassCtx::note`]).
 //! - [`spec`] — the `--passes` parser (`fold,quantize(bits=8,per_channel=true)`), errors with
 //!   columns; [`registry`] lists every pass and its options alphabetically.
 //! - [`Pipeline`] — runs passes in order; [`RunOptions`] sets the verifier after each pass
@@ -60,5 +62,5 @@ mod util;
 #[cfg(test)]
 mod testutil;
 
-pub use pass::{Changed, Pass, PassCtx, PassError, Runner};
+pub use pass::{Changed, Pass, PassCtx, PassError, Runner, TensorLoader};
 pub use pipeline::{Pipeline, PipelineError, PipelineReport, PrintIr, RunOptions, VerifyEach};

@@ -52,10 +52,24 @@ pub trait Runner {
     fn run(&self, g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, String>;
 }
 
+/// Reads a tensor file named in a pass option (`calib=x.pb`): the library implements it with
+/// the ONNX TensorProto (and `.npy`) readers, so that this crate parses no file format.
+pub trait TensorLoader {
+    /// The tensor stored at `path`.
+    fn load(&self, path: &str) -> Result<Tensor, String>;
+}
+
+impl<F: Fn(&str) -> Result<Tensor, String>> TensorLoader for F {
+    fn load(&self, path: &str) -> Result<Tensor, String> {
+        self(path)
+    }
+}
+
 /// What a pass may use while it runs, and where it reports.
 #[derive(Default)]
 pub struct PassCtx<'a> {
     runner: Option<&'a dyn Runner>,
+    loader: Option<&'a dyn TensorLoader>,
     notes: Vec<String>,
 }
 
@@ -67,9 +81,26 @@ impl<'a> PassCtx<'a> {
 
     /// A context whose passes may run graphs with `runner` (calibration, sensitivity).
     pub fn with_runner(runner: &'a dyn Runner) -> PassCtx<'a> {
+        PassCtx::with(Some(runner), None)
+    }
+
+    /// A context with a runner and a tensor-file loader, either optional.
+    pub fn with(
+        runner: Option<&'a dyn Runner>,
+        loader: Option<&'a dyn TensorLoader>,
+    ) -> PassCtx<'a> {
         PassCtx {
-            runner: Some(runner),
+            runner,
+            loader,
             notes: vec![],
+        }
+    }
+
+    /// Reads a tensor file named in an option, with the caller's loader.
+    pub fn load_tensor(&self, path: &str) -> Result<Tensor, String> {
+        match self.loader {
+            Some(l) => l.load(path),
+            None => Err(format!("cannot read `{path}`: no tensor loader was given")),
         }
     }
 

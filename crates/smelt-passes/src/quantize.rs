@@ -26,14 +26,20 @@
 //! opset-21 blocked DequantizeLinear (`axis` = the input axis, `block_size=B`), which the
 //! exporter must write with opset 21.
 //!
+//! `calib=X` measures each layer's sensitivity on a calibration batch with the context's runner,
+//! and `max_error=E` keeps the most sensitive layers in float until the model is within E
+//! ([`calibrate`] says how).
+//!
 //! Lossy: the report gives the sizes; accuracy is the caller's to measure.
 
 use crate::pass::{Changed, Pass, PassCtx, PassError};
 use crate::registry::{OptionInfo, OptionKind, PassInfo};
 use crate::spec::Options;
 use smelt_ir::ops::DequantizeLinear;
-use smelt_ir::{DType, Graph, GraphError, Op, Tensor, Type, Value, ValueId};
-use std::collections::HashMap;
+use smelt_ir::{DType, Graph, GraphError, NodeId, Op, Tensor, Type, Value, ValueId};
+use std::collections::{HashMap, HashSet};
+
+pub mod calibrate;
 
 /// The `quantize` pass's options.
 #[derive(Clone, Debug)]
@@ -49,6 +55,12 @@ pub struct Quantize {
     pub symmetric: bool,
     /// Nodes (by node name or weight name) to keep in float.
     pub skip: Option<regex::Regex>,
+    /// Calibration batch (a tensor file the context's loader reads): measure every layer's
+    /// sensitivity on it.
+    pub calib: Option<String>,
+    /// With `calib`: keep the most sensitive layers in float until the whole model's error
+    /// (max |y_q - y| / max |y| over the batch) is at most this.
+    pub max_error: Option<f64>,
 }
 
 impl Default for Quantize {
@@ -59,6 +71,8 @@ impl Default for Quantize {
             per_channel: true,
             symmetric: true,
             skip: None,
+            calib: None,
+            max_error: None,
         }
     }
 }
@@ -79,6 +93,19 @@ pub const INFO: PassInfo = PassInfo {
             kind: OptionKind::Int,
             default: "",
             help: "blocks of this many input weights share a scale (opset 21)",
+        },
+        OptionInfo {
+            name: "calib",
+            kind: OptionKind::Path,
+            default: "",
+            help: "calibration batch: measure each layer's sensitivity (needs a runner)",
+        },
+        OptionInfo {
+            name: "max_error",
+            kind: OptionKind::Float,
+            default: "",
+            help:
+                "with calib: keep the most sensitive layers float until the error is at most this",
         },
         OptionInfo {
             name: "per_channel",
@@ -133,7 +160,18 @@ fn build(o: &Options) -> Result<Box<dyn Pass>, PassError> {
         })?),
         None => None,
     };
+    let calib = o.str("calib").map(str::to_string);
+    let max_error = o.get("max_error").map(|_| o.float("max_error", 0.0));
+    if max_error.is_some() && calib.is_none() {
+        return Err(PassError::BadOption {
+            pass: "quantize",
+            option: "max_error",
+            msg: "needs calib=FILE to measure the error on".into(),
+        });
+    }
     Ok(Box::new(Quantize {
+        calib,
+        max_error,
         bits: bits as u32,
         block,
         per_channel: o.bool("per_channel", true),
@@ -152,52 +190,16 @@ impl Pass for Quantize {
     }
 
     fn run(&self, g: &mut Graph, cx: &mut PassCtx) -> Result<Changed, PassError> {
-        let ge = |source: GraphError| PassError::Graph {
-            pass: "quantize",
-            source,
-        };
-        let mut done: HashMap<(ValueId, usize), ValueId> = HashMap::new();
-        let mut n = 0;
-        let mut skipped = vec![];
-        for id in g.node_ids() {
-            let Some(wv) = g.node_input(id, 1) else {
-                continue;
-            };
-            let Some(w) = g.const_value(wv) else {
-                continue;
-            };
-            if w.dtype() != DType::F32 || w.dims().len() < 2 {
-                continue;
-            }
-            let rank = w.dims().len();
-            // (output-channel axis, input axis)
-            let (axis, in_axis) = match &g.node(id).op {
-                Op::Gemm(gm) if rank == 2 => (usize::from(!gm.trans_b), usize::from(gm.trans_b)),
-                Op::MatMul(_) => (rank - 1, rank - 2),
-                Op::Conv(_) => (0, 1),
-                _ => continue,
-            };
-            if let Some(re) = &self.skip {
-                let node = g.display_node_name(id);
-                if re.is_match(&node) || re.is_match(&g.value(wv).name) {
-                    skipped.push(node);
-                    continue;
-                }
-            }
-            let dq = match done.get(&(wv, axis)) {
-                Some(v) => *v,
-                None => {
-                    let Some(v) = self.emit(g, wv, axis, in_axis).map_err(ge)? else {
-                        continue;
-                    };
-                    done.insert((wv, axis), v);
-                    v
-                }
-            };
-            g.set_node_input(id, 1, Some(dq)).map_err(ge)?;
-            n += 1;
+        let (targets, skipped) = self.candidates(g);
+        let mut keep: HashSet<NodeId> = HashSet::new();
+        if let Some(path) = &self.calib {
+            keep = calibrate::choose(self, g, cx, path, &targets)?;
         }
-        g.remove_dead_nodes();
+        let chosen: Vec<Target> = targets
+            .into_iter()
+            .filter(|t| !keep.contains(&t.node))
+            .collect();
+        let n = self.apply(g, &chosen)?;
         let f = Format::new(self.bits, self.symmetric);
         let how = match self.block {
             Some(b) => format!("blocks of {b}"),
@@ -212,6 +214,84 @@ impl Pass for Quantize {
             cx.note(format!("kept in float (skip): {}", skipped.join(", ")));
         }
         Ok(Changed::count(n))
+    }
+}
+
+/// One weight input the pass can quantize.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) node: NodeId,
+    weight: ValueId,
+    /// The output-channel axis of the weight.
+    axis: usize,
+    /// The input (reduction) axis of the weight.
+    in_axis: usize,
+}
+
+impl Quantize {
+    /// The weights to quantize, and the names of the nodes `skip` keeps in float.
+    pub(crate) fn candidates(&self, g: &Graph) -> (Vec<Target>, Vec<String>) {
+        let mut out = vec![];
+        let mut skipped = vec![];
+        for id in g.node_ids() {
+            let Some(wv) = g.node_input(id, 1) else {
+                continue;
+            };
+            let Some(w) = g.const_value(wv) else {
+                continue;
+            };
+            if w.dtype() != DType::F32 || w.dims().len() < 2 {
+                continue;
+            }
+            let rank = w.dims().len();
+            let (axis, in_axis) = match &g.node(id).op {
+                Op::Gemm(gm) if rank == 2 => (usize::from(!gm.trans_b), usize::from(gm.trans_b)),
+                Op::MatMul(_) => (rank - 1, rank - 2),
+                Op::Conv(_) => (0, 1),
+                _ => continue,
+            };
+            if let Some(re) = &self.skip {
+                let node = g.display_node_name(id);
+                if re.is_match(&node) || re.is_match(&g.value(wv).name) {
+                    skipped.push(node);
+                    continue;
+                }
+            }
+            out.push(Target {
+                node: id,
+                weight: wv,
+                axis,
+                in_axis,
+            });
+        }
+        (out, skipped)
+    }
+
+    /// Quantizes the given weight inputs; returns how many.
+    pub(crate) fn apply(&self, g: &mut Graph, targets: &[Target]) -> Result<usize, PassError> {
+        let ge = |source: GraphError| PassError::Graph {
+            pass: "quantize",
+            source,
+        };
+        let mut done: HashMap<(ValueId, usize, usize), ValueId> = HashMap::new();
+        let mut n = 0;
+        for t in targets {
+            let key = (t.weight, t.axis, t.in_axis);
+            let dq = match done.get(&key) {
+                Some(v) => *v,
+                None => {
+                    let Some(v) = self.emit(g, t.weight, t.axis, t.in_axis).map_err(ge)? else {
+                        continue;
+                    };
+                    done.insert(key, v);
+                    v
+                }
+            };
+            g.set_node_input(t.node, 1, Some(dq)).map_err(ge)?;
+            n += 1;
+        }
+        g.remove_dead_nodes();
+        Ok(n)
     }
 }
 

@@ -16,10 +16,10 @@
 //! - `Shape` and `Size` of a value whose shape is statically known become constants;
 //! - an `If` whose condition is constant is replaced by the branch taken;
 //! - `BatchNormalization` after a Conv/Gemm/MatMul with constant weights folds into them
-//!   ([`batchnorm`]);
+//!   (`fold/batchnorm.rs`);
 //! - `Identity` and inference-mode `Dropout` are removed;
 //! - identical constants and identical nodes (same op, attributes and inputs) are merged
-//!   ([`dedup`]), and nodes no output depends on are removed.
+//!   (`fold/dedup.rs`), and nodes no output depends on are removed.
 //!
 //! The size guard: a node whose folded value would take more than `max_bytes` (default 1 GiB)
 //! and more than the constants it reads is left alone, and the report names it.

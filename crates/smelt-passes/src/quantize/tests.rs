@@ -222,3 +222,120 @@ fn int4_blocks_along_the_input_axis() {
     let back = g.const_value(by["w_dq"]).unwrap().to_f32_vec().unwrap();
     assert_eq!(back, vec![7., -4., 14., -8., 4., -7., 0., 0.]);
 }
+
+/// x: f32[1,8] -> three Gemm layers (with Relu); layer `l1` has an outlier weight, so that per
+/// tensor its other weights quantize coarsely and it is the most sensitive.
+fn three_layers() -> Graph {
+    let mut b = B::new();
+    let mut h = b.input("x", DType::F32, &[1, 8]);
+    for (l, outlier) in [("l1", 40.0f32), ("l2", 1.0), ("l3", 4.0)] {
+        let mut w: Vec<f32> = (0..64)
+            .map(|i| (((i * 37 + l.len() * 11) % 29) as f32 - 14.0) / 20.0)
+            .collect();
+        w[5] = outlier;
+        let wc = b.c(&format!("{l}.weight"), &[8, 8], &w);
+        let bc = b.c(&format!("{l}.bias"), &[8], &[0.05f32; 8]);
+        let y = b.op(l, op("Gemm", &[("transB", Attr::Int(1))]), &[h, wc, bc]);
+        h = b.op(&format!("{l}.relu"), op("Relu", &[]), &[y]);
+    }
+    b.finish(&[h])
+}
+
+fn calib() -> Tensor {
+    let v: Vec<f32> = (0..16 * 8).map(|i| ((i * 13 % 17) as f32) / 17.0).collect();
+    Tensor::from_vec(vec![16, 8], &v).unwrap()
+}
+
+/// The error measure of the pass, computed here independently.
+fn model_error(before: &Graph, after: &Graph) -> f64 {
+    let x = calib();
+    let mut worst = 0f64;
+    let mut ymax = 0f64;
+    for k in 0..16 {
+        let s = Tensor::from_vec(vec![1, 8], &x.to_f32_vec().unwrap()[k * 8..k * 8 + 8]).unwrap();
+        let (a, _) = crate::eval::run_graph(before, std::slice::from_ref(&s), false).unwrap();
+        let (b, _) = crate::eval::run_graph(after, &[s], false).unwrap();
+        for (p, q) in a[0]
+            .to_f64_vec()
+            .unwrap()
+            .iter()
+            .zip(b[0].to_f64_vec().unwrap())
+        {
+            worst = worst.max((p - q).abs());
+            ymax = ymax.max(p.abs());
+        }
+    }
+    worst / ymax
+}
+
+fn float_layers(g: &Graph) -> Vec<String> {
+    let mut v: Vec<String> = g
+        .node_ids()
+        .into_iter()
+        .filter(|id| matches!(g.node(*id).op, Op::Gemm(_)))
+        .filter(|id| {
+            g.node_input(*id, 1)
+                .and_then(|w| g.const_value(w))
+                .is_some()
+        })
+        .map(|id| g.node(id).name.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+fn run_calibrated(max_error: Option<f64>) -> (Graph, Vec<String>) {
+    let mut g = three_layers();
+    let q = Quantize {
+        per_channel: false,
+        calib: Some("calib.pb".into()),
+        max_error,
+        ..Quantize::default()
+    };
+    let runner = crate::eval::ReferenceRunner;
+    let loader = |p: &str| {
+        assert_eq!(p, "calib.pb");
+        Ok(calib())
+    };
+    let mut cx = PassCtx::with(Some(&runner), Some(&loader));
+    q.run(&mut g, &mut cx).unwrap();
+    smelt_ir::verify(&g).unwrap();
+    (g, cx.take_notes())
+}
+
+#[test]
+fn calibration_keeps_the_most_sensitive_layers_float_within_the_budget() {
+    let original = three_layers();
+    let (all, notes) = run_calibrated(None);
+    let e_all = model_error(&original, &all);
+    assert!(float_layers(&all).is_empty());
+    assert_eq!(notes.len(), 5, "{notes:?}"); // three layers, the model error, the summary
+    assert!(notes[0].starts_with("layer `l1`: error "), "{notes:?}");
+    // A budget above the all-quantized error keeps nothing float.
+    let (g, _) = run_calibrated(Some(e_all * 1.5));
+    assert!(float_layers(&g).is_empty());
+    // A tighter budget keeps the outlier layer float, and is met.
+    let e1 = e_all / 2.0;
+    let (g1, notes1) = run_calibrated(Some(e1));
+    let kept1 = float_layers(&g1);
+    assert!(kept1.contains(&"l1".to_string()), "{kept1:?} {notes1:?}");
+    assert!(model_error(&original, &g1) <= e1);
+    // A budget of zero keeps every layer float: fewer layers float for a larger budget.
+    let (g0, _) = run_calibrated(Some(0.0));
+    assert_eq!(float_layers(&g0), vec!["l1", "l2", "l3"]);
+    assert!(kept1.len() < 3, "{kept1:?} {notes1:?} {notes:?}");
+}
+
+#[test]
+fn calibration_without_a_runner_is_refused() {
+    let mut g = three_layers();
+    let q = Quantize {
+        calib: Some("calib.pb".into()),
+        ..Quantize::default()
+    };
+    let e = q.run(&mut g, &mut PassCtx::new()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "pass `quantize`: calib= needs a runner (the JIT or tract) to run the model"
+    );
+}
