@@ -107,11 +107,29 @@ impl Pass for Fold {
 
     fn run(&self, g: &mut Graph, cx: &mut PassCtx) -> Result<Changed, PassError> {
         let mut st = Stats::default();
+        let guard = self.fold_graph(g, &mut st)?;
+        if st.total() > 0 {
+            cx.note(st.summary());
+        }
+        if guard {
+            cx.note(format!("stopped after {MAX_ROUNDS} rounds (loop guard)"));
+        }
+        for l in &st.left {
+            cx.note(l.clone());
+        }
+        Ok(Changed::count(st.total()))
+    }
+}
+
+impl Fold {
+    /// Folds `g` and its subgraphs to a fixpoint; true when the loop guard stopped it.
+    fn fold_graph(&self, g: &mut Graph, st: &mut Stats) -> Result<bool, PassError> {
         let ge = |source: GraphError| PassError::Graph {
             pass: "fold",
             source,
         };
         let mut rounds = 0;
+        let mut guard = false;
         loop {
             rounds += 1;
             // Refresh types: folding a shape makes later shapes known.
@@ -126,22 +144,57 @@ impl Pass for Fold {
             st.merged_consts += dedup::merge_constants(g).map_err(ge)?;
             st.cse += dedup::merge_nodes(g).map_err(ge)?;
             st.dead += g.remove_dead_nodes();
+            guard |= self.fold_subgraphs(g, st)?;
             if st.total() == before {
                 break;
             }
             if rounds >= MAX_ROUNDS {
-                cx.note(format!("stopped after {MAX_ROUNDS} rounds (loop guard)"));
+                guard = true;
                 break;
             }
         }
         let _ = smelt_ir::infer::infer_graph(g);
-        if st.total() > 0 {
-            cx.note(st.summary());
+        Ok(guard)
+    }
+
+    /// Folds inside the subgraphs of If, Loop and opaque nodes. New value names are kept
+    /// unique across the enclosing graph too (the IR's scoping rule).
+    fn fold_subgraphs(&self, g: &mut Graph, st: &mut Stats) -> Result<bool, PassError> {
+        let mut guard = false;
+        for id in g.node_ids() {
+            if g.node(id).op.subgraphs().is_empty() {
+                continue;
+            }
+            let outer: BTreeSet<String> = g.values_by_name().into_keys().collect();
+            let mut op = g.node(id).op.clone();
+            let mut changed = false;
+            for sub in op.subgraphs_mut() {
+                let before_names: BTreeSet<String> = sub.values_by_name().into_keys().collect();
+                let before = st.total();
+                guard |= self.fold_graph(sub, st)?;
+                if st.total() == before {
+                    continue;
+                }
+                changed = true;
+                for (name, v) in sub.values_by_name() {
+                    if outer.contains(&name) && !before_names.contains(&name) {
+                        let mut k = 1;
+                        let fresh = loop {
+                            let c = format!("{name}_{k}");
+                            if !outer.contains(&c) && !sub.has_value_name(&c) {
+                                break c;
+                            }
+                            k += 1;
+                        };
+                        sub.rename_value(v, fresh);
+                    }
+                }
+            }
+            if changed {
+                g.node_mut(id).op = op;
+            }
         }
-        for l in &st.left {
-            cx.note(l.clone());
-        }
-        Ok(Changed::count(st.total()))
+        Ok(guard)
     }
 }
 

@@ -527,3 +527,46 @@ fn snapshot_small_cnn() {
         insta::assert_snapshot!("fold_small_cnn", text);
     });
 }
+
+#[test]
+fn subgraphs_are_folded_inside() {
+    // An If on a runtime condition: its branches fold on their own.
+    let mut then_b = B::new();
+    let xc = then_b
+        .g
+        .add_capture("xt", smelt_ir::Type::tensor(DType::F32, &[2]));
+    let a = then_b.c("a", &[2], &[1f32, 2.]);
+    let a2 = then_b.op("a2", op("Add", &[]), &[a, a]);
+    let t = then_b.op("t", op("Mul", &[]), &[xc, a2]);
+    then_b.g.set_outputs(vec![t]).unwrap();
+    let mut else_b = B::new();
+    let xe = else_b
+        .g
+        .add_capture("xe", smelt_ir::Type::tensor(DType::F32, &[2]));
+    let e = else_b.op("e", op("Identity", &[]), &[xe]);
+    let e2 = else_b.op("e2", op("Neg", &[]), &[e]);
+    else_b.g.set_outputs(vec![e2]).unwrap();
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2]);
+    let c = b.input("c", DType::Bool, &[]);
+    let iff = Op::If(smelt_ir::ops::If {
+        then_branch: Box::new(then_b.g),
+        else_branch: Box::new(else_b.g),
+    });
+    let y = b.op("y", iff, &[c, x]);
+    let g = b.finish(&[y]);
+    let mut g2 = g.clone();
+    let (changed, _) = run_fold(&mut g2, Fold::default());
+    assert!(changed.any());
+    let Op::If(o) = &g2.node(g2.outputs()[0].node).op else {
+        panic!("not an If")
+    };
+    assert_eq!(
+        o.then_branch.to_text().trim(),
+        "graph t() -> (t: f32[2]) captures(xt: f32[2]) {\n  %a2 = const f32[2] [2.0, 4.0]\n  %t = Mul(%xt, %a2) : f32[2]\n  return %t\n}"
+    );
+    assert_eq!(
+        o.else_branch.to_text().trim(),
+        "graph t() -> (e2: f32[2]) captures(xe: f32[2]) {\n  %e2 = Neg(%xe) : f32[2]\n  return %e2\n}"
+    );
+}
