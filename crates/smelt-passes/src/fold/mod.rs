@@ -19,7 +19,8 @@
 //!   (`fold/batchnorm.rs`);
 //! - `Identity` and inference-mode `Dropout` are removed;
 //! - identical constants and identical nodes (same op, attributes and inputs) are merged
-//!   (`fold/dedup.rs`), and nodes no output depends on are removed.
+//!   (`fold/dedup.rs`), and nodes no output depends on are removed;
+//! - the same, inside the subgraphs of If, Loop and opaque nodes.
 //!
 //! The size guard: a node whose folded value would take more than `max_bytes` (default 1 GiB)
 //! and more than the constants it reads is left alone, and the report names it.
