@@ -5,21 +5,23 @@
 //! per output element (Identity and Dropout none), BatchNormalization two per element,
 //! Instance/LayerNormalization five, Softmax three, pooling one per window element, reductions
 //! one per input element, Q/DQ two per element, LSTM/GRU their gate matrix products; data
-//! movement, shapes and control flow count zero. A node whose shapes are not all known counts
-//! zero and is counted in [`GraphStats::unknown_cost_nodes`].
+//! movement and shapes count zero; an If counts its costlier branch, a Loop one iteration of
+//! its body. A node whose shapes are not all known counts zero and is counted in
+//! [`GraphStats::unknown_cost_nodes`]. Nodes are counted in subgraphs too.
 
 use smelt_ir::{Graph, NodeId, Op};
 
 /// The figures of one graph.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GraphStats {
-    /// Operation nodes of the main graph (graph inputs and constants are not counted).
+    /// Operation nodes, subgraphs included (graph inputs and constants are not counted).
     pub nodes: u64,
     /// Constant elements, subgraphs included.
     pub parameters: u64,
     /// Bytes of constant data, subgraphs included.
     pub parameter_bytes: u64,
-    /// Estimated FLOPs of one run of the main graph.
+    /// Estimated FLOPs of one run of the graph (an If counts its costlier branch, a Loop one
+    /// iteration of its body).
     pub flops: u64,
     /// Nodes whose FLOPs could not be estimated (shapes not known).
     pub unknown_cost_nodes: u64,
@@ -29,18 +31,35 @@ pub struct GraphStats {
 pub fn graph_stats(g: &Graph) -> GraphStats {
     let mut s = GraphStats::default();
     params(g, &mut s);
+    s.flops = flops(g, &mut s);
+    s
+}
+
+/// FLOPs of one run of `g`; counts its nodes (subgraphs included) into `s`.
+fn flops(g: &Graph, s: &mut GraphStats) -> u64 {
+    let mut total = 0u64;
     for id in g.node_ids() {
         let n = g.node(id);
         if matches!(n.op, Op::Input | Op::Const(_)) {
             continue;
         }
         s.nodes += 1;
+        let subs = n.op.subgraphs();
+        if !subs.is_empty() {
+            // If: the costlier branch; Loop: one iteration; opaque ops: their subgraphs once.
+            let per: Vec<u64> = subs.iter().map(|sub| flops(sub, s)).collect();
+            total += match &n.op {
+                Op::If(_) => per.into_iter().max().unwrap_or(0),
+                _ => per.into_iter().sum(),
+            };
+            continue;
+        }
         match node_flops(g, id) {
-            Some(f) => s.flops += f,
+            Some(f) => total += f,
             None => s.unknown_cost_nodes += 1,
         }
     }
-    s
+    total
 }
 
 fn params(g: &Graph, s: &mut GraphStats) {

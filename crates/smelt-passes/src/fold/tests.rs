@@ -17,7 +17,12 @@ fn run_fold(g: &mut Graph, f: Fold) -> (Changed, Vec<String>) {
 }
 
 fn check_with(mut g: Graph, f: Fold, expect: &str) -> Vec<String> {
+    let before = crate::cost::graph_stats(&g);
     let (_, notes) = run_fold(&mut g, f.clone());
+    // An exact rewrite never makes the graph costlier.
+    let after = crate::cost::graph_stats(&g);
+    assert!(after.nodes <= before.nodes, "{before:?} -> {after:?}");
+    assert!(after.flops <= before.flops, "{before:?} -> {after:?}");
     assert_eq!(g.to_text().trim(), expect.trim(), "\n{}", g.to_text());
     // A second run finds nothing left to do.
     let (again, _) = run_fold(&mut g, f);
