@@ -2,8 +2,9 @@
 //!
 //! It covers the ops that appear in constant subgraphs (shape arithmetic, ConstantOfShape,
 //! Range, Cast, Gather, Concat, Reshape, Transpose, Unsqueeze/Squeeze, Slice, Shape, Expand,
-//! Tile, Where, elementwise math and comparisons with numpy broadcasting, reductions, small
-//! MatMul/Gemm, Quantize/DequantizeLinear) and no convolution. It works on [`Tensor`]s:
+//! Tile, Pad, GatherElements, Where, elementwise math and comparisons with numpy broadcasting,
+//! reductions, Softmax, small MatMul/Gemm, Quantize/DequantizeLinear) and no convolution. It is
+//! checked against the ONNX backend tests of these ops (`tests/onnx_node_cases.rs`). It works on [`Tensor`]s:
 //! data movement copies element bytes and so takes every dtype with a whole number of bytes
 //! per element (and strings); arithmetic runs in `f64` for float dtypes (each result rounded
 //! once to the output dtype, which for `+ - * /` and `sqrt` on `f32` is the correctly rounded
@@ -79,10 +80,8 @@ pub fn can_eval(op: &Op) -> bool {
         | LayerNormalization(_)
         | LRN(_)
         | TopK(_)
-        | Pad(_)
-        | GatherElements(_)
         | BatchNormalization(_) => false,
-        Const(_) => true,
+        Const(_) | Pad(_) | GatherElements(_) => true,
         Relu(_) | Sigmoid(_) | Tanh(_) | Erf(_) | Exp(_) | Log(_) | Sqrt(_) | Reciprocal(_)
         | Neg(_) | Abs(_) | Softplus(_) | Softsign(_) | Floor(_) | Ceil(_) | Round(_) | Sign(_)
         | Sin(_) | Cos(_) | Not(_) | IsNaN(_) | LeakyRelu(_) | Elu(_) | HardSigmoid(_)
@@ -191,6 +190,18 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> R<Vec<T
             args.opt_ints(4)?,
         )),
         Gather(g) => one(movement::gather(args.req(0)?, args.req(1)?, g.axis)),
+        GatherElements(g) => one(movement::gather_elements(
+            args.req(0)?,
+            args.req(1)?,
+            g.axis,
+        )),
+        Pad(p) => one(movement::pad(
+            args.req(0)?,
+            &args.ints(1)?,
+            args.opt(2),
+            args.opt_ints(3)?,
+            &p.mode,
+        )),
         Expand(_) => one(movement::expand(args.req(0)?, &args.ints(1)?)),
         Tile(_) => one(movement::tile(args.req(0)?, &args.ints(1)?)),
         Shape(s) => {
@@ -229,8 +240,6 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> R<Vec<T
         | LayerNormalization(_)
         | LRN(_)
         | TopK(_)
-        | Pad(_)
-        | GatherElements(_)
         | BatchNormalization(_) => unsupported(format!("op {}", op.op_type())),
     }
 }

@@ -440,3 +440,136 @@ pub(crate) fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> R<Tensor>
         _ => invalid("Range takes three scalars of one type"),
     }
 }
+
+/// Pad (constant, edge, reflect, wrap; negative pads crop).
+pub(crate) fn pad(
+    x: &Tensor,
+    pads: &[i64],
+    value: Option<&Tensor>,
+    axes: Option<Vec<i64>>,
+    mode: &str,
+) -> R<Tensor> {
+    let dims = x.dims();
+    let r = dims.len();
+    let axes: Vec<usize> = match axes {
+        Some(a) => a.iter().map(|v| axis(*v, r)).collect::<R<_>>()?,
+        None => (0..r).collect(),
+    };
+    if pads.len() != 2 * axes.len() {
+        return invalid(format!(
+            "Pad takes {} pads, got {}",
+            2 * axes.len(),
+            pads.len()
+        ));
+    }
+    let mut begin = vec![0i64; r];
+    let mut end = vec![0i64; r];
+    for (k, a) in axes.iter().enumerate() {
+        begin[*a] = pads[k];
+        end[*a] = pads[k + axes.len()];
+    }
+    // Per axis, the source coordinate of every output coordinate (None: the pad value).
+    let mut maps: Vec<Vec<Option<usize>>> = vec![];
+    let mut out = vec![];
+    for k in 0..r {
+        let d = dims[k] as i64;
+        let n = d + begin[k] + end[k];
+        if n < 0 {
+            return invalid(format!("Pad leaves axis {k} with {n} elements"));
+        }
+        if d == 0 && n > 0 && mode != "constant" {
+            return invalid(format!("Pad mode {mode} of an empty axis"));
+        }
+        let m: Vec<Option<usize>> = (0..n)
+            .map(|o| {
+                let s = o - begin[k];
+                if (0..d).contains(&s) {
+                    return Some(s as usize);
+                }
+                match mode {
+                    "edge" => Some(s.clamp(0, d - 1) as usize),
+                    "wrap" => Some(s.rem_euclid(d) as usize),
+                    "reflect" if d == 1 => Some(0),
+                    "reflect" => {
+                        let p = 2 * (d - 1);
+                        let t = s.rem_euclid(p);
+                        Some((if t >= d { p - t } else { t }) as usize)
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        out.push(n as usize);
+        maps.push(m);
+    }
+    if !matches!(mode, "constant" | "edge" | "wrap" | "reflect") {
+        return unsupported(format!("Pad mode {mode}"));
+    }
+    super::check_size(&out)?;
+    let fill = match value {
+        Some(v) if v.len() == 1 => v.reshaped(vec![1]).map_err(terr)?,
+        Some(_) => return invalid("Pad constant_value must be a scalar"),
+        None => Tensor::zeros(x.dtype(), vec![1]).map_err(terr)?,
+    };
+    let joined = concat(&[&x.reshaped(vec![x.len()]).map_err(terr)?, &fill], 0)?;
+    let st = strides(dims);
+    let n = count(&out);
+    let mut idx = Vec::with_capacity(n);
+    let mut pos = vec![0usize; r];
+    for _ in 0..n {
+        let mut lin = Some(0usize);
+        for k in 0..r {
+            lin = match (lin, maps[k][pos[k]]) {
+                (Some(l), Some(s)) => Some(l + s * st[k]),
+                _ => None,
+            };
+        }
+        idx.push(lin.unwrap_or(x.len()));
+        let mut k = r;
+        while k > 0 {
+            k -= 1;
+            pos[k] += 1;
+            if pos[k] < out[k] {
+                break;
+            }
+            pos[k] = 0;
+        }
+    }
+    take(&joined, out, idx)
+}
+
+/// GatherElements: `out[i][j] = data[index[i][j]][j]` for axis 0, and so on.
+pub(crate) fn gather_elements(x: &Tensor, indices: &Tensor, ax: i64) -> R<Tensor> {
+    let dims = x.dims();
+    let a = axis(ax, dims.len())?;
+    let id = indices.dims();
+    if id.len() != dims.len() {
+        return invalid("GatherElements indices must have the data's rank");
+    }
+    let Some(ind) = indices.to_i64_vec() else {
+        return invalid("GatherElements indices must be integers");
+    };
+    let st = strides(dims);
+    let ist = strides(id);
+    let d = dims[a] as i64;
+    let mut idx = Vec::with_capacity(ind.len());
+    for (k, i) in ind.iter().enumerate() {
+        let j = if *i < 0 { i + d } else { *i };
+        if j < 0 || j >= d {
+            return invalid(format!(
+                "GatherElements index {i} out of range for extent {d}"
+            ));
+        }
+        let mut lin = 0;
+        for q in 0..dims.len() {
+            let c = (k / ist[q]) % id[q];
+            let c = if q == a { j as usize } else { c };
+            if c >= dims[q] {
+                return invalid("GatherElements indices larger than the data");
+            }
+            lin += c * st[q];
+        }
+        idx.push(lin);
+    }
+    take(x, id.to_vec(), idx)
+}
