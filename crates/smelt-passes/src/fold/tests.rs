@@ -575,3 +575,37 @@ fn subgraphs_are_folded_inside() {
         "graph t() -> (e2: f32[2]) captures(xe: f32[2]) {\n  %e2 = Neg(%xe) : f32[2]\n  return %e2\n}"
     );
 }
+
+#[test]
+fn size_and_inference_dropout_with_explicit_inputs() {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2, 3]);
+    let ratio = b.c("ratio", &[], &[0.5f32]);
+    let train = b.c("train", &[], &[false]);
+    let d = b.node(
+        "d",
+        op("Dropout", &[]),
+        &[Some(x), Some(ratio), Some(train)],
+        2,
+    );
+    let d = ValueId::new(d, 0);
+    let n = b.op("n", op("Size", &[]), &[d]);
+    let nf = b.op("nf", op("Cast", &[("to", Attr::Int(1))]), &[n]);
+    let y = b.op("y", op("Mul", &[]), &[d, nf]);
+    check(
+        b.finish(&[y]),
+        r#"
+graph t(x: f32[2,3]) -> (y: f32[2,3]) {
+  %nf = const f32[] [6.0]
+  %y = Mul(%x, %nf) : f32[2,3]
+  return %y
+}"#,
+    );
+    // Training mode, or a mask someone reads, keeps the Dropout.
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2]);
+    let d = b.node("d", op("Dropout", &[]), &[Some(x)], 2);
+    let y = b.op("y", op("Not", &[]), &[ValueId::new(d, 1)]);
+    let z = b.op("z", op("Relu", &[]), &[ValueId::new(d, 0)]);
+    check_not_applicable(b.finish(&[y, z]));
+}
