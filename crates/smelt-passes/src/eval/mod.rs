@@ -3,7 +3,8 @@
 //! It covers the ops that appear in constant subgraphs (shape arithmetic, ConstantOfShape,
 //! Range, Cast, Gather, Concat, Reshape, Transpose, Unsqueeze/Squeeze, Slice, Shape, Expand,
 //! Tile, Pad, GatherElements, Where, elementwise math and comparisons with numpy broadcasting,
-//! reductions, Softmax, small MatMul/Gemm, Quantize/DequantizeLinear) and no convolution. It is
+//! reductions, Softmax, MatMul/Gemm, Quantize/DequantizeLinear), plus plain-loop Conv, pooling,
+//! BatchNormalization and LRN so that [`ReferenceRunner`] can run small CNNs in tests. It is
 //! checked against the ONNX backend tests of these ops (`tests/onnx_node_cases.rs`). It works on [`Tensor`]s:
 //! data movement copies element bytes and so takes every dtype with a whole number of bytes
 //! per element (and strings); arithmetic runs in `f64` for float dtypes (each result rounded
@@ -19,6 +20,7 @@
 mod elementwise;
 mod linalg;
 mod movement;
+mod nn;
 mod quant;
 mod reduce;
 
@@ -69,19 +71,19 @@ pub fn can_eval(op: &Op) -> bool {
         | Loop(_)
         | LSTM(_)
         | GRU(_)
-        | Conv(_)
         | ConvTranspose(_)
+        | Resize(_)
+        | InstanceNormalization(_)
+        | LayerNormalization(_)
+        | TopK(_) => false,
+        Const(_) | Pad(_) | GatherElements(_) => true,
+        Conv(_)
         | MaxPool(_)
         | AveragePool(_)
         | GlobalAveragePool(_)
         | GlobalMaxPool(_)
-        | Resize(_)
-        | InstanceNormalization(_)
-        | LayerNormalization(_)
-        | LRN(_)
-        | TopK(_)
-        | BatchNormalization(_) => false,
-        Const(_) | Pad(_) | GatherElements(_) => true,
+        | BatchNormalization(_)
+        | LRN(_) => true,
         Relu(_) | Sigmoid(_) | Tanh(_) | Erf(_) | Exp(_) | Log(_) | Sqrt(_) | Reciprocal(_)
         | Neg(_) | Abs(_) | Softplus(_) | Softsign(_) | Floor(_) | Ceil(_) | Round(_) | Sign(_)
         | Sin(_) | Cos(_) | Not(_) | IsNaN(_) | LeakyRelu(_) | Elu(_) | HardSigmoid(_)
@@ -143,6 +145,23 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> R<Vec<T
         Softmax(s) => one(reduce::softmax(args.req(0)?, s.axis, false)),
         LogSoftmax(s) => one(reduce::softmax(args.req(0)?, s.axis, true)),
         MatMul(_) => one(linalg::matmul(args.req(0)?, args.req(1)?)),
+        Conv(c) => one(nn::conv(args.req(0)?, args.req(1)?, args.opt(2), c)),
+        MaxPool(p) => one(nn::max_pool(args.req(0)?, p, n_outputs)),
+        AveragePool(p) => one(nn::average_pool(args.req(0)?, p)),
+        GlobalAveragePool(_) => one(nn::global_pool(args.req(0)?, false)),
+        GlobalMaxPool(_) => one(nn::global_pool(args.req(0)?, true)),
+        BatchNormalization(b) => one(nn::batch_norm(
+            [
+                args.req(0)?,
+                args.req(1)?,
+                args.req(2)?,
+                args.req(3)?,
+                args.req(4)?,
+            ],
+            b,
+            n_outputs,
+        )),
+        LRN(l) => one(nn::lrn(args.req(0)?, l)),
         Gemm(g) => one(linalg::gemm(&args, g)),
         ReduceMean(_) | ReduceSum(_) | ReduceMax(_) | ReduceMin(_) | ReduceProd(_)
         | ReduceL2(_) | ReduceL1(_) | ReduceSumSquare(_) | ReduceLogSumExp(_) => {
@@ -229,18 +248,11 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> R<Vec<T
         | Loop(_)
         | LSTM(_)
         | GRU(_)
-        | Conv(_)
         | ConvTranspose(_)
-        | MaxPool(_)
-        | AveragePool(_)
-        | GlobalAveragePool(_)
-        | GlobalMaxPool(_)
         | Resize(_)
         | InstanceNormalization(_)
         | LayerNormalization(_)
-        | LRN(_)
-        | TopK(_)
-        | BatchNormalization(_) => unsupported(format!("op {}", op.op_type())),
+        | TopK(_) => unsupported(format!("op {}", op.op_type())),
     }
 }
 

@@ -609,3 +609,41 @@ graph t(x: f32[2,3]) -> (y: f32[2,3]) {
     let z = b.op("z", op("Relu", &[]), &[ValueId::new(d, 0)]);
     check_not_applicable(b.finish(&[y, z]));
 }
+
+#[test]
+fn folding_the_small_cnn_keeps_every_named_value() {
+    // The reference runner runs the graph before and after: the output and every value both
+    // graphs name (the BN output now computed by the Conv among them) agree.
+    let g = small_cnn();
+    let x: Vec<f32> = (0..16).map(|i| (i as f32 * 0.7).sin()).collect();
+    let x = smelt_ir::Tensor::from_vec(vec![1, 1, 4, 4], &x).unwrap();
+    let runner = crate::eval::ReferenceRunner;
+    let mut after = g.clone();
+    let o = RunOptions {
+        verify_ir: true,
+        verify_each: Some(crate::VerifyEach {
+            runner: &runner,
+            inputs: vec![x.clone()],
+            rtol: 1e-5,
+            atol: 1e-6,
+        }),
+        ..RunOptions::default()
+    };
+    let r = Pipeline::parse("fold")
+        .unwrap()
+        .run(&mut after, &mut PassCtx::new(), &o)
+        .unwrap();
+    assert_eq!(r.passes[0].verified.as_deref(), Some("ok"));
+    let (_, vb) = crate::eval::run_graph(&g, std::slice::from_ref(&x), true).unwrap();
+    let (_, va) = crate::eval::run_graph(&after, &[x], true).unwrap();
+    let mut compared = 0;
+    for (name, a) in &va {
+        let Some(b) = vb.get(name) else { continue };
+        let (p, q) = (a.to_f64_vec().unwrap(), b.to_f64_vec().unwrap());
+        for (u, v) in p.iter().zip(&q) {
+            assert!((u - v).abs() <= 1e-6 + 1e-5 * v.abs(), "{name}: {u} vs {v}");
+        }
+        compared += 1;
+    }
+    assert!(va.contains_key("bn") && compared >= 10, "{compared}");
+}
