@@ -17,7 +17,7 @@ pub fn read_inputs(dir: &Path, g: &Graph) -> Result<Vec<Tensor>> {
                 .with_context(|| format!("cannot read {}", pb.display()))?
                 .1
         } else if npy.exists() {
-            read_npy(&npy)?
+            smelt::data::read_npy(&npy)?
         } else {
             bail!(
                 "{} has no input_{k}.pb for graph input `{}`",
@@ -61,59 +61,6 @@ pub fn write_outputs(dir: &Path, g: &Graph, outs: &[Tensor]) -> Result<()> {
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     Ok(())
-}
-
-/// Reads a little-endian `.npy` file (numpy format 1.0-3.0, C order).
-pub fn read_npy(path: &Path) -> Result<Tensor> {
-    let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bad = || anyhow::anyhow!("{}: not a supported .npy file", path.display());
-    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
-        return Err(bad());
-    }
-    let (hlen, start) = match b[6] {
-        1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
-        2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
-        _ => return Err(bad()),
-    };
-    let header =
-        std::str::from_utf8(b.get(start..start + hlen).ok_or_else(bad)?).map_err(|_| bad())?;
-    if header.contains("'fortran_order': True") {
-        bail!("{}: Fortran-order arrays are not supported", path.display());
-    }
-    let descr = header
-        .split("'descr':")
-        .nth(1)
-        .and_then(|s| s.split('\'').nth(1))
-        .ok_or_else(bad)?;
-    let dtype = match descr {
-        "<f4" => DType::F32,
-        "<f8" => DType::F64,
-        "<f2" => DType::F16,
-        "|i1" => DType::I8,
-        "|u1" => DType::U8,
-        "<i2" => DType::I16,
-        "<u2" => DType::U16,
-        "<i4" => DType::I32,
-        "<u4" => DType::U32,
-        "<i8" => DType::I64,
-        "<u8" => DType::U64,
-        "|b1" => DType::Bool,
-        other => bail!("{}: unsupported dtype {other}", path.display()),
-    };
-    let shape_s = header
-        .split("'shape':")
-        .nth(1)
-        .and_then(|s| s.split('(').nth(1))
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(bad)?;
-    let dims: Vec<usize> = shape_s
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| bad()))
-        .collect::<Result<_>>()?;
-    let data = b[start + hlen..].to_vec();
-    Tensor::from_bytes(dtype, dims, data).with_context(|| format!("{}", path.display()))
 }
 
 /// Parses `--input-shape NAME=D,D,..` values.

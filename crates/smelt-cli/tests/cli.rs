@@ -157,3 +157,46 @@ fn text_form_with_blob_is_a_complete_model_and_a_missing_blob_is_an_error() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn opt_with_passes_reports_and_refuses_unknown_passes() {
+    let tmp = std::env::temp_dir().join(format!("smelt-cli-passes-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out_path = tmp.join("folded.onnx");
+    let model = fixtures().join("digits_mlp_qdq_wpair/model.onnx");
+    let out = smelt()
+        .arg("opt")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out_path)
+        .args(["--passes", "fold", "--verify", "each"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fold") && err.contains("→"),
+        "the report table is printed: {err}"
+    );
+    // Folding Q/DQ pairs on weights into int8 storage makes the file smaller.
+    assert!(std::fs::metadata(&out_path).unwrap().len() < std::fs::metadata(&model).unwrap().len());
+    let out = smelt()
+        .arg("opt")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out_path)
+        .args(["--passes", "fold,frob"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown pass `frob`") && err.contains("fold, quantize"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -11,6 +11,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod data;
+pub mod runner;
 pub mod stats;
 
 pub use smelt_codegen as codegen;
