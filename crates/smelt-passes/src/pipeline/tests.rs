@@ -46,7 +46,7 @@ fn report_figures_are_right_on_a_hand_computed_case() {
 pass      rewrites  nodes  parameters  parameter bytes  FLOPs
 fold      1         3 → 2  15 → 15     60 B → 60 B      30 → 30
 quantize  1         2 → 3  15 → 21     60 B → 39 B      30 → 54
-fold: Identity/Dropout removed: 1
+fold: Identity/Dropout/no-ops removed: 1
 quantize: quantized 1 weight input(s) to i8, per channel
 "
     );
