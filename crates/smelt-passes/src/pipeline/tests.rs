@@ -170,3 +170,25 @@ fn unknown_names_in_a_spec_are_refused_with_the_column() {
         "pass `quantize`: option `bits`: 2 bits is not implemented (8 and 4 are)"
     );
 }
+
+#[test]
+fn verify_each_reports_how_far_a_lossy_pass_moves_the_outputs() {
+    let mut g = mlp();
+    let runner = ReferenceRunner;
+    let o = RunOptions {
+        verify_each: Some(VerifyEach {
+            runner: &runner,
+            inputs: vec![Tensor::from_vec(vec![1, 4], &[1f32, 0.5, -1., 2.]).unwrap()],
+            rtol: 1e-4,
+            atol: 1e-5,
+        }),
+        ..opts()
+    };
+    let r = Pipeline::parse("fold,quantize")
+        .unwrap()
+        .run(&mut g, &mut PassCtx::new(), &o)
+        .unwrap();
+    assert_eq!(r.passes[0].verified.as_deref(), Some("ok"));
+    let v = r.passes[1].verified.as_deref().unwrap();
+    assert!(v.starts_with("lossy pass: outputs differ by up to "), "{v}");
+}
