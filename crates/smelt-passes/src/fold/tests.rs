@@ -776,3 +776,36 @@ fn random_graphs_fold_exactly() {
         assert_eq!(again, Changed::NONE, "seed {seed}\n{}", h.to_text());
     }
 }
+
+#[test]
+fn inlined_names_stay_unique_across_sibling_subgraphs() {
+    // Two Ifs whose branches both name a value `t1`; inlining the first must not take `t1`
+    // in the outer graph while the second still holds it.
+    let branch = |cap: &str, out: &str| {
+        let mut s = B::new();
+        let c =
+            s.g.add_capture(cap, smelt_ir::Type::tensor(DType::F32, &[2]));
+        let t1 = s.op("t1", op("Relu", &[]), &[c]);
+        let t = s.op(out, op("Neg", &[]), &[t1]);
+        s.g.set_outputs(vec![t]).unwrap();
+        s.g
+    };
+    let iff = |a: Graph, b: Graph| {
+        Op::If(smelt_ir::ops::If {
+            then_branch: Box::new(a),
+            else_branch: Box::new(b),
+        })
+    };
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2]);
+    let c = b.input("c", DType::Bool, &[]);
+    let yes = b.c("yes", &[], &[true]);
+    let y1 = b.op("y1", iff(branch("xa", "ta"), branch("xb", "tb")), &[yes, x]);
+    let y2 = b.op("y2", iff(branch("xc", "tc"), branch("xd", "td")), &[c, y1]);
+    let mut g = b.finish(&[y2]);
+    let (changed, _) = run_fold(&mut g, Fold::default());
+    assert!(changed.any());
+    let text = g.to_text();
+    assert!(text.contains("%t1_1 = Relu(%x)"), "{text}");
+    assert!(text.contains("%y1 = Neg(%t1_1)"), "{text}");
+}
