@@ -14,6 +14,29 @@
 //! # Ok::<(), smelt_passes::PassError>(())
 //! ```
 //!
+//! `smelt opt --verify each --passes "fold,quantize(calib=x.pb,max_error=0.01)"` wires a runner
+//! (JIT or tract), a tensor loader and the comparison inputs:
+//!
+//! ```
+//! use smelt_passes::{eval::ReferenceRunner, PassCtx, Pipeline, PrintIr, RunOptions, VerifyEach};
+//! # let mut graph = smelt_ir::Graph::new("g");
+//! let runner = ReferenceRunner; // the library passes its JIT or tract runner
+//! let loader = |path: &str| -> Result<smelt_ir::Tensor, String> { Err(format!("{path}?")) };
+//! let mut cx = PassCtx::with(Some(&runner), Some(&loader));
+//! let opts = RunOptions {
+//!     verify_each: Some(VerifyEach { runner: &runner, inputs: vec![], rtol: 1e-4, atol: 1e-5 }),
+//!     print_ir: PrintIr::After(vec!["fold".into()]),
+//!     stop_after: None,
+//!     verify_ir: true,
+//! };
+//! match Pipeline::parse("fold")?.run(&mut graph, &mut cx, &opts) {
+//!     Ok(report) => print!("{report}"),
+//!     // e.g. "--verify each: outputs drift after pass 2 `x`; first differing node `conv3` …"
+//!     Err(e) => eprint!("{}\n{}", e.error, e.report),
+//! }
+//! # Ok::<(), smelt_passes::PassError>(())
+//! ```
+//!
 //! - [`Pass`] — `name()` (CLI-stable) and `run(&mut Graph, &mut PassCtx) -> Result<Changed,
 //!   PassError>`; `exact()` says whether it keeps the outputs (lossy passes say false).
 //! - [`PassCtx`] — what a pass may use: a [`Runner`] (the library implements it with the JIT or

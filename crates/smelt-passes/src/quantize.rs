@@ -430,10 +430,13 @@ impl Quantize {
             return Ok(None);
         };
         let base = g.value(wv).name.clone();
-        let qc = g.add_const(g.fresh_name(&format!("{base}_q")), qt);
-        let sc = g.add_const(g.fresh_name(&format!("{base}_scale")), st);
-        let zc = g.add_const(g.fresh_name(&format!("{base}_zero_point")), zt);
-        let name = g.fresh_name(&format!("{base}_dq"));
+        let qc = g.add_const(crate::util::fresh_name(g, &format!("{base}_q")), qt);
+        let sc = g.add_const(crate::util::fresh_name(g, &format!("{base}_scale")), st);
+        let zc = g.add_const(
+            crate::util::fresh_name(g, &format!("{base}_zero_point")),
+            zt,
+        );
+        let name = crate::util::fresh_name(g, &format!("{base}_dq"));
         let id = g.add_node(
             g.fresh_node_name(&format!("{base}_dequantize")),
             Op::DequantizeLinear(DequantizeLinear {

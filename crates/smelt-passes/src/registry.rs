@@ -68,6 +68,26 @@ pub fn find(name: &str) -> Option<&'static PassInfo> {
     ALL.iter().find(|p| p.name == name)
 }
 
+/// Every pass with its options and defaults, for `smelt opt --list-passes`.
+pub fn describe() -> String {
+    let mut out = String::new();
+    for p in ALL {
+        out.push_str(&format!("{}  {}\n", p.name, p.summary));
+        for o in p.options {
+            let default = if o.default.is_empty() {
+                String::new()
+            } else {
+                format!(" (default {})", o.default)
+            };
+            out.push_str(&format!(
+                "    {}={:?}{default}  {}\n",
+                o.name, o.kind, o.help
+            ));
+        }
+    }
+    out
+}
+
 /// Builds the pass a parsed spec item names.
 pub fn build(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
     match find(&spec.name) {
@@ -81,6 +101,17 @@ pub fn build(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn describe_lists_passes_and_options() {
+        let d = super::describe();
+        assert!(d.starts_with("fold  constant folding"), "{d}");
+        assert!(
+            d.contains("    max_bytes=Bytes (default 1GiB)  leave nodes"),
+            "{d}"
+        );
+        assert!(d.contains("    skip=Regex  keep nodes"), "{d}");
+    }
+
     #[test]
     fn passes_and_their_options_are_listed_alphabetically() {
         let names: Vec<&str> = super::all().iter().map(|p| p.name).collect();

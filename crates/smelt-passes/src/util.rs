@@ -2,6 +2,31 @@
 //! keeping the naming rule (a value name means the same numbers before and after a pass).
 
 use smelt_ir::{Graph, GraphError, Op, Tensor, ValueId};
+use std::collections::HashSet;
+
+/// Every value name of the subgraphs of `g`'s nodes, recursively.
+fn subgraph_names(g: &Graph, out: &mut HashSet<String>) {
+    for id in g.node_ids() {
+        for sub in g.node(id).op.subgraphs() {
+            out.extend(sub.values_by_name().into_keys());
+            subgraph_names(sub, out);
+        }
+    }
+}
+
+/// A value name unused in `g` and in its subgraphs (the IR's names are unique across a graph
+/// and the subgraphs it holds): `base`, or `base_1`, `base_2`, …
+pub(crate) fn fresh_name(g: &Graph, base: &str) -> String {
+    let mut inner = HashSet::new();
+    subgraph_names(g, &mut inner);
+    let mut cand = g.fresh_name(base);
+    let mut k = 1;
+    while inner.contains(&cand) {
+        cand = g.fresh_name(&format!("{base}_{k}"));
+        k += 1;
+    }
+    cand
+}
 
 /// True when `v` is a graph input, a capture or a constant: a value named in its own right.
 pub(crate) fn is_named_source(g: &Graph, v: ValueId) -> bool {
@@ -22,13 +47,14 @@ pub(crate) fn replace_with_const(
         name.clone()
     };
     if g.is_output(v) {
-        let c = g.add_const(g.fresh_name(&format!("{base}_const")), t);
+        let c = g.add_const(fresh_name(g, &format!("{base}_const")), t);
         g.replace_all_uses(v, c)?;
         return Ok(c);
     }
-    g.rename_value(v, g.fresh_name(&format!("{base}_folded")));
+    let tmp = fresh_name(g, &format!("{base}_folded"));
+    g.rename_value(v, tmp);
     let cname = if name.is_empty() {
-        g.fresh_name(&base)
+        fresh_name(g, &base)
     } else {
         name
     };
@@ -52,7 +78,8 @@ pub(crate) fn replace_taking_name(
     }
     let name = g.value(old).name.clone();
     if !name.is_empty() {
-        g.rename_value(old, g.fresh_name(&format!("{name}_old")));
+        let tmp = fresh_name(g, &format!("{name}_old"));
+        g.rename_value(old, tmp);
         g.rename_value(new, name);
     }
     g.replace_all_uses(old, new)

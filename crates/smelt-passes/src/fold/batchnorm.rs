@@ -31,7 +31,7 @@ fn f32_tensor(dims: Vec<usize>, v: &[f64]) -> Option<Tensor> {
 
 fn new_const(g: &mut Graph, near: ValueId, suffix: &str, t: Tensor) -> ValueId {
     let base = g.value(near).name.clone();
-    let name = g.fresh_name(&format!("{base}{suffix}"));
+    let name = crate::util::fresh_name(g, &format!("{base}{suffix}"));
     g.add_const(name, t)
 }
 
@@ -198,7 +198,7 @@ fn try_fold(g: &mut Graph, id: NodeId) -> Result<bool, GraphError> {
             let tc = new_const(g, wv, "_bn_bias", tt);
             g.set_node_input(p, 1, Some(wc))?;
             let ty: Type = g.value_type(bn_out).clone();
-            let name = g.fresh_name(&format!("{}_bn", g.value(x).name));
+            let name = crate::util::fresh_name(g, &format!("{}_bn", g.value(x).name));
             let add = g.add_node(
                 g.fresh_node_name(&format!("{}_bn_add", g.display_node_name(p))),
                 Op::Add(smelt_ir::ops::Add {}),

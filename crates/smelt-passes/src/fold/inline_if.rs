@@ -64,12 +64,14 @@ fn try_inline(g: &mut Graph, id: NodeId) -> Result<bool, GraphError> {
     if distinct.len() != outs.len() {
         return Ok(false);
     }
+    // The If's branches leave the graph: their names are free for the copies.
+    g.node_mut(id).op = Op::Identity(smelt_ir::ops::Identity {});
     for b in order {
         let node = branch.node(b);
         match &node.op {
             Op::Input => {}
             Op::Const(t) => {
-                let name = g.fresh_name(&node.outputs[0].name);
+                let name = crate::util::fresh_name(g, &node.outputs[0].name);
                 let c = g.add_const(name, t.clone());
                 map.insert(ValueId::new(b, 0), c);
             }
@@ -86,7 +88,7 @@ fn try_inline(g: &mut Graph, id: NodeId) -> Result<bool, GraphError> {
                         name: if v.name.is_empty() {
                             String::new()
                         } else {
-                            g.fresh_name(&v.name)
+                            crate::util::fresh_name(g, &v.name)
                         },
                         ty: v.ty.clone(),
                     })

@@ -17,7 +17,8 @@
 //! - an `If` whose condition is constant is replaced by the branch taken;
 //! - `BatchNormalization` after a Conv/Gemm/MatMul with constant weights folds into them
 //!   (`fold/batchnorm.rs`);
-//! - `Identity` and inference-mode `Dropout` are removed;
+//! - `Identity`, inference-mode `Dropout` and no-ops (Reshape/Flatten/Squeeze/Unsqueeze/Expand
+//!   to the same shape, Cast to the same dtype, Transpose by the identity) are removed;
 //! - identical constants and identical nodes (same op, attributes and inputs) are merged
 //!   (`fold/dedup.rs`), and nodes no output depends on are removed;
 //! - the same, inside the subgraphs of If, Loop and opaque nodes.
@@ -229,7 +230,7 @@ impl Stats {
             ("shapes folded", self.shapes),
             ("If inlined", self.ifs),
             ("BatchNormalization folded", self.batchnorms),
-            ("Identity/Dropout removed", self.identities),
+            ("Identity/Dropout/no-ops removed", self.identities),
             ("constants merged", self.merged_consts),
             ("nodes merged", self.cse),
             ("dead nodes removed", self.dead),
@@ -243,7 +244,9 @@ impl Stats {
     }
 }
 
-/// Removes Identity and inference-mode Dropout (whose mask nobody reads).
+/// Removes Identity, inference-mode Dropout (whose mask nobody reads) and ops that give back
+/// their input unchanged (Reshape/Flatten/Squeeze/Unsqueeze/Expand to the same shape, Cast to
+/// the same dtype, Transpose by the identity permutation).
 fn remove_identities(g: &mut Graph) -> Result<usize, GraphError> {
     let mut n = 0;
     for id in g.node_ids() {
@@ -252,6 +255,14 @@ fn remove_identities(g: &mut Graph) -> Result<usize, GraphError> {
         }
         let through = match &g.node(id).op {
             Op::Identity(_) => true,
+            // Ops that give back their input unchanged.
+            Op::Reshape(_)
+            | Op::Flatten(_)
+            | Op::Squeeze(_)
+            | Op::Unsqueeze(_)
+            | Op::Expand(_)
+            | Op::Cast(_)
+            | Op::Transpose(_) => is_noop(g, id),
             Op::Dropout(_) => {
                 let training = match g.node_input(id, 2) {
                     None => false,
@@ -278,7 +289,7 @@ fn remove_identities(g: &mut Graph) -> Result<usize, GraphError> {
             if matches!(g.node(id).op, Op::Identity(_)) {
                 continue;
             }
-            // Dropout before an output: keep the output's name through an Identity.
+            // A Dropout or no-op there becomes the Identity that keeps the output name.
             let op = Op::Identity(smelt_ir::ops::Identity {});
             g.node_mut(id).op = op;
             g.set_node_inputs(id, &[Some(x)])?;
@@ -291,6 +302,33 @@ fn remove_identities(g: &mut Graph) -> Result<usize, GraphError> {
         n += 1;
     }
     Ok(n)
+}
+
+/// True when a shape op, Cast or Transpose gives back its input unchanged: same dtype and
+/// same static shape (and, for Transpose, the identity permutation).
+fn is_noop(g: &Graph, id: NodeId) -> bool {
+    let Some(x) = g.node_input(id, 0) else {
+        return false;
+    };
+    if g.node(id).outputs.len() != 1 {
+        return false;
+    }
+    let (tx, ty) = (g.value_type(x), g.value_type(ValueId::new(id, 0)));
+    let same = match (tx.static_dims(), ty.static_dims(), tx.dtype(), ty.dtype()) {
+        (Some(a), Some(b), Some(p), Some(q)) => a == b && p == q,
+        _ => false,
+    };
+    match &g.node(id).op {
+        Op::Transpose(t) => {
+            let rank = tx.static_dims().map(|d| d.len()).unwrap_or(0);
+            let identity = match &t.perm {
+                Some(p) => p.iter().enumerate().all(|(i, v)| *v == i as i64),
+                None => rank <= 1,
+            };
+            same && identity
+        }
+        _ => same,
+    }
 }
 
 /// Shape and Size of values with a static shape become constants.

@@ -43,22 +43,46 @@ fn check_not_applicable(mut g: Graph) {
 
 #[test]
 fn shape_chain_folds_into_a_constant_reshape_target() {
+    // Reshape(x, [x.shape[1], -1]) for x: f32[2,3] is a Reshape to [3, -1].
     let mut b = B::new();
     let x = b.input("x", DType::F32, &[2, 3]);
     let s = b.op("s", op("Shape", &[]), &[x]);
-    let zero = b.c("zero", &[], &[0i64]);
-    let d0 = b.op("d0", op("Gather", &[]), &[s, zero]);
+    let one = b.c("one", &[], &[1i64]);
+    let d1 = b.op("d1", op("Gather", &[]), &[s, one]);
     let axes = b.c("axes", &[1], &[0i64]);
-    let d0u = b.op("d0u", op("Unsqueeze", &[]), &[d0, axes]);
+    let d1u = b.op("d1u", op("Unsqueeze", &[]), &[d1, axes]);
     let m1 = b.c("m1", &[1], &[-1i64]);
-    let shape = b.op("shape", op("Concat", &[("axis", Attr::Int(0))]), &[d0u, m1]);
+    let shape = b.op("shape", op("Concat", &[("axis", Attr::Int(0))]), &[d1u, m1]);
     let y = b.op("y", op("Reshape", &[]), &[x, shape]);
     check(
         b.finish(&[y]),
         r#"
+graph t(x: f32[2,3]) -> (y: f32[3,2]) {
+  %shape = const i64[2] [3, -1]
+  %y = Reshape(%x, %shape) : f32[3,2]
+  return %y
+}"#,
+    );
+}
+
+#[test]
+fn no_op_reshape_cast_and_transpose_go() {
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2, 3]);
+    let sh = b.c("sh", &[2], &[2i64, 3]);
+    let r = b.op("r", op("Reshape", &[]), &[x, sh]);
+    let c = b.op("c", op("Cast", &[("to", Attr::Int(1))]), &[r]);
+    let t = b.op(
+        "t",
+        op("Transpose", &[("perm", Attr::Ints(vec![0, 1]))]),
+        &[c],
+    );
+    let y = b.op("y", op("Relu", &[]), &[t]);
+    check(
+        b.finish(&[y]),
+        r#"
 graph t(x: f32[2,3]) -> (y: f32[2,3]) {
-  %shape = const i64[2] [2, -1]
-  %y = Reshape(%x, %shape) : f32[2,3]
+  %y = Relu(%x) : f32[2,3]
   return %y
 }"#,
     );
@@ -646,4 +670,142 @@ fn folding_the_small_cnn_keeps_every_named_value() {
         compared += 1;
     }
     assert!(va.contains_key("bn") && compared >= 10, "{compared}");
+}
+
+/// A small deterministic generator (64-bit LCG).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+/// A random graph over x: f32[2,3] mixing constant and runtime values, duplicates and
+/// identities, shapes of both, with several outputs.
+fn random_graph(seed: u64) -> Graph {
+    let mut r = Lcg(seed);
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2, 3]);
+    let mut vals = vec![x];
+    for k in 0..3 {
+        let v: Vec<f32> = (0..6).map(|_| r.next(7) as f32 - 3.0).collect();
+        vals.push(b.c(&format!("c{k}"), &[2, 3], &v));
+    }
+    for i in 0..14 {
+        let a = vals[r.next(vals.len())];
+        let c = vals[r.next(vals.len())];
+        let name = format!("v{i}");
+        let v = match r.next(9) {
+            0 => b.op(&name, op("Add", &[]), &[a, c]),
+            1 => b.op(&name, op("Mul", &[]), &[a, c]),
+            2 => b.op(&name, op("Sub", &[]), &[a, c]),
+            3 => b.op(&name, op("Relu", &[]), &[a]),
+            4 => b.op(&name, op("Identity", &[]), &[a]),
+            5 => b.op(&name, op("Neg", &[]), &[a]),
+            6 => {
+                // Reshape through a shape computed from the value's own Shape.
+                let s = b.op(&format!("{name}_s"), op("Shape", &[]), &[a]);
+                let t = b.op(&format!("{name}_t"), op("Reshape", &[]), &[a, s]);
+                b.op(&name, op("Abs", &[]), &[t])
+            }
+            7 => {
+                let t = b.op(&format!("{name}_t"), op("Transpose", &[]), &[a]);
+                b.op(&name, op("Transpose", &[]), &[t])
+            }
+            _ => {
+                let d = b.op(&format!("{name}_d"), op("Add", &[]), &[a, c]);
+                let e = b.op(&format!("{name}_e"), op("Add", &[]), &[a, c]);
+                b.op(&name, op("Sub", &[]), &[d, e])
+            }
+        };
+        vals.push(v);
+    }
+    let n = vals.len();
+    let outs = vec![vals[n - 1], vals[n - 2], vals[4 + r.next(n - 4)]];
+    let mut seen = std::collections::HashSet::new();
+    let outs: Vec<ValueId> = outs.into_iter().filter(|v| seen.insert(*v)).collect();
+    b.finish(&outs)
+}
+
+#[test]
+fn random_graphs_fold_exactly() {
+    let x: Vec<f32> = vec![0.5, -1.5, 2.0, -0.25, 3.0, -2.0];
+    let x = smelt_ir::Tensor::from_vec(vec![2, 3], &x).unwrap();
+    for seed in 0..200 {
+        let g = random_graph(seed);
+        let mut h = g.clone();
+        let before = crate::cost::graph_stats(&g);
+        let (changed, _) = run_fold(&mut h, Fold::default());
+        let after = crate::cost::graph_stats(&h);
+        // FLOPs compare when the shapes were known before (folding makes shapes known).
+        let flops_ok = before.unknown_cost_nodes > 0 || after.flops <= before.flops;
+        assert!(
+            after.nodes <= before.nodes && flops_ok,
+            "seed {seed}: {before:?} -> {after:?}\n{}\n{}",
+            g.to_text(),
+            h.to_text()
+        );
+        let (a, _) = crate::eval::run_graph(&g, std::slice::from_ref(&x), false).unwrap();
+        let (o, _) = crate::eval::run_graph(&h, std::slice::from_ref(&x), false).unwrap();
+        assert_eq!(
+            a,
+            o,
+            "seed {seed}: {changed:?}\n{}\n{}",
+            g.to_text(),
+            h.to_text()
+        );
+        let names = |g: &Graph| -> Vec<String> {
+            g.outputs()
+                .iter()
+                .map(|v| g.value(*v).name.clone())
+                .collect()
+        };
+        assert_eq!(
+            names(&g),
+            names(&h),
+            "seed {seed}\n{}\n{}",
+            g.to_text(),
+            h.to_text()
+        );
+        let (again, _) = run_fold(&mut h, Fold::default());
+        assert_eq!(again, Changed::NONE, "seed {seed}\n{}", h.to_text());
+    }
+}
+
+#[test]
+fn inlined_names_stay_unique_across_sibling_subgraphs() {
+    // Two Ifs whose branches both name a value `t1`; inlining the first must not take `t1`
+    // in the outer graph while the second still holds it.
+    let branch = |cap: &str, out: &str| {
+        let mut s = B::new();
+        let c =
+            s.g.add_capture(cap, smelt_ir::Type::tensor(DType::F32, &[2]));
+        let t1 = s.op("t1", op("Relu", &[]), &[c]);
+        let t = s.op(out, op("Neg", &[]), &[t1]);
+        s.g.set_outputs(vec![t]).unwrap();
+        s.g
+    };
+    let iff = |a: Graph, b: Graph| {
+        Op::If(smelt_ir::ops::If {
+            then_branch: Box::new(a),
+            else_branch: Box::new(b),
+        })
+    };
+    let mut b = B::new();
+    let x = b.input("x", DType::F32, &[2]);
+    let c = b.input("c", DType::Bool, &[]);
+    let yes = b.c("yes", &[], &[true]);
+    let y1 = b.op("y1", iff(branch("xa", "ta"), branch("xb", "tb")), &[yes, x]);
+    let y2 = b.op("y2", iff(branch("xc", "tc"), branch("xd", "td")), &[c, y1]);
+    let mut g = b.finish(&[y2]);
+    let (changed, _) = run_fold(&mut g, Fold::default());
+    assert!(changed.any());
+    let text = g.to_text();
+    assert!(text.contains("%t1_1 = Relu(%x)"), "{text}");
+    assert!(text.contains("%y1 = Neg(%t1_1)"), "{text}");
 }

@@ -46,7 +46,7 @@ fn report_figures_are_right_on_a_hand_computed_case() {
 pass      rewrites  nodes  parameters  parameter bytes  FLOPs
 fold      1         3 → 2  15 → 15     60 B → 60 B      30 → 30
 quantize  1         2 → 3  15 → 21     60 B → 39 B      30 → 54
-fold: Identity/Dropout removed: 1
+fold: Identity/Dropout/no-ops removed: 1
 quantize: quantized 1 weight input(s) to i8, per channel
 "
     );
@@ -169,4 +169,26 @@ fn unknown_names_in_a_spec_are_refused_with_the_column() {
         e.to_string(),
         "pass `quantize`: option `bits`: 2 bits is not implemented (8 and 4 are)"
     );
+}
+
+#[test]
+fn verify_each_reports_how_far_a_lossy_pass_moves_the_outputs() {
+    let mut g = mlp();
+    let runner = ReferenceRunner;
+    let o = RunOptions {
+        verify_each: Some(VerifyEach {
+            runner: &runner,
+            inputs: vec![Tensor::from_vec(vec![1, 4], &[1f32, 0.5, -1., 2.]).unwrap()],
+            rtol: 1e-4,
+            atol: 1e-5,
+        }),
+        ..opts()
+    };
+    let r = Pipeline::parse("fold,quantize")
+        .unwrap()
+        .run(&mut g, &mut PassCtx::new(), &o)
+        .unwrap();
+    assert_eq!(r.passes[0].verified.as_deref(), Some("ok"));
+    let v = r.passes[1].verified.as_deref().unwrap();
+    assert!(v.starts_with("lossy pass: outputs differ by up to "), "{v}");
 }
