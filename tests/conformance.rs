@@ -240,8 +240,28 @@ fn round_trip_against(
     sets: &[std::path::PathBuf],
     tol: Tolerance,
 ) -> Result<String, String> {
-    let m = smelt_onnx::load_model(model).map_err(|e| format!("import: {e}"))?;
+    round_trip_with(model, sets, tol, None)
+}
+
+/// As [`round_trip_against`], running the passes of `spec` before the export.
+fn round_trip_with(
+    model: &Path,
+    sets: &[std::path::PathBuf],
+    tol: Tolerance,
+    spec: Option<&str>,
+) -> Result<String, String> {
+    let mut m = smelt_onnx::load_model(model).map_err(|e| format!("import: {e}"))?;
     smelt_ir::verify(&m.graph).map_err(|e| format!("verify: {e}"))?;
+    if let Some(spec) = spec {
+        let pipeline = smelt::passes::Pipeline::parse(spec).map_err(|e| e.to_string())?;
+        let opts = smelt::passes::RunOptions {
+            verify_ir: true,
+            ..Default::default()
+        };
+        pipeline
+            .run(&mut m.graph, &mut smelt::passes::PassCtx::new(), &opts)
+            .map_err(|e| format!("{spec}: {}", e.error))?;
+    }
     let bytes = smelt_onnx::model_to_bytes(&m).map_err(|e| format!("export: {e}"))?;
     let mut worst = 0.0f64;
     for set in sets {
@@ -345,10 +365,12 @@ fn real_models_round_trip() {
                 failures.push(format!("{name}: imported as opaque: {opaque:?}"));
             }
         }
-        let r = round_trip_against(&model, &data_sets(&d), Tolerance::EXACT);
-        eprintln!("{name}: {r:?}");
-        if let Err(e) = r {
-            failures.push(format!("{name}: {e}"));
+        for spec in [None, Some("fold")] {
+            let r = round_trip_with(&model, &data_sets(&d), Tolerance::EXACT, spec);
+            eprintln!("{name} {spec:?}: {r:?}");
+            if let Err(e) = r {
+                failures.push(format!("{name} {spec:?}: {e}"));
+            }
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

@@ -68,3 +68,48 @@ pub fn read_numbered(dir: &Path, prefix: &str) -> Vec<Tensor> {
     }
     v
 }
+
+/// Splits a batch (first dim = samples) into one tensor per sample, reshaped to `dims`.
+pub fn samples(batch: &Tensor, dims: &[usize]) -> Vec<Tensor> {
+    let n = batch.dims()[0];
+    let per: usize = dims.iter().product();
+    let bytes = batch.bytes().expect("numeric batch");
+    let w = batch.dtype().bits() / 8;
+    (0..n)
+        .map(|i| {
+            Tensor::from_bytes(
+                batch.dtype(),
+                dims.to_vec(),
+                bytes[i * per * w..(i + 1) * per * w].to_vec(),
+            )
+            .expect("sample")
+        })
+        .collect()
+}
+
+/// The digits test set: samples shaped like `dims` and their labels.
+pub fn digits_test(dims: &[usize]) -> (Vec<Tensor>, Vec<i64>) {
+    let d = fixtures().join("digits_test");
+    let file = match dims.len() {
+        4 => "x_img.pb",
+        3 => "x_seq.pb",
+        _ => "x.pb",
+    };
+    let x = smelt_onnx::read_tensor_file(&d.join(file))
+        .expect("digits_test x")
+        .1;
+    let y = smelt_onnx::read_tensor_file(&d.join("y.pb"))
+        .expect("digits_test y")
+        .1;
+    (samples(&x, dims), y.to_i64_vec().expect("labels"))
+}
+
+/// Index of the largest element.
+pub fn argmax(t: &Tensor) -> usize {
+    let v = t.to_f64_vec().expect("numeric");
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
+}
