@@ -94,6 +94,8 @@ fn inspect_json_counts_parameters() {
     // 64*128+128 + 128*64+64 + 64*10+10 = 17,226 (fixtures README: ONNX params).
     assert_eq!(v["parameters"], 17226);
     assert_eq!(v["ops"]["Gemm"], 3);
+    // Multiply-accumulates of 64-128-64-10 at batch 1: 64*128 + 128*64 + 64*10.
+    assert_eq!(v["macs"], 64 * 128 + 128 * 64 + 64 * 10);
 }
 
 #[test]

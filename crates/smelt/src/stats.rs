@@ -37,6 +37,13 @@ pub struct ModelStats {
     pub parameter_bytes: u64,
     /// Ops kept verbatim (the native backend cannot compile them).
     pub opaque_ops: BTreeMap<String, usize>,
+    /// Estimated floating-point operations of one run (Gemm/MatMul/Conv count 2 per
+    /// multiply-accumulate; see smelt_passes::cost).
+    pub flops: u64,
+    /// Estimated multiply-accumulates of the matrix ops (Gemm, MatMul, Conv, ConvTranspose).
+    pub macs: u64,
+    /// Nodes whose cost could not be estimated (shapes not known).
+    pub unknown_cost_nodes: u64,
 }
 
 fn walk(g: &Graph, s: &mut ModelStats) {
@@ -104,7 +111,38 @@ pub fn model_stats(m: &Model) -> ModelStats {
         parameters: 0,
         parameter_bytes: 0,
         opaque_ops: BTreeMap::new(),
+        flops: 0,
+        macs: 0,
+        unknown_cost_nodes: 0,
     };
     walk(g, &mut s);
+    let cost = smelt_passes::cost::graph_stats(g);
+    s.flops = cost.flops;
+    s.unknown_cost_nodes = cost.unknown_cost_nodes;
+    s.macs = g
+        .node_ids()
+        .into_iter()
+        .filter(|id| {
+            matches!(
+                g.node(*id).op,
+                Op::Gemm(_) | Op::MatMul(_) | Op::Conv(_) | Op::ConvTranspose(_)
+            )
+        })
+        .filter_map(|id| {
+            // cost counts 2 FLOPs per multiply-accumulate plus one per output for a bias.
+            let f = smelt_passes::cost::node_flops(g, id)?;
+            let has_bias =
+                matches!(g.node(id).op, Op::Gemm(_) | Op::Conv(_)) && g.node_input(id, 2).is_some();
+            let outs: u64 = if has_bias {
+                g.value_type(smelt_ir::ValueId::new(id, 0))
+                    .static_dims()
+                    .map(|d| d.iter().product::<usize>() as u64)
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            Some(f.saturating_sub(outs) / 2)
+        })
+        .sum();
     s
 }

@@ -26,6 +26,18 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Runs the command.
 pub fn run(a: Args) -> Result<ExitCode> {
     let m = super::load(&a.model)?;
@@ -60,6 +72,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "parameters {} ({})",
         s.parameters,
         human_bytes(s.parameter_bytes)
+    );
+    let unknown = if s.unknown_cost_nodes > 0 {
+        format!(" (+ {} node(s) of unknown cost)", s.unknown_cost_nodes)
+    } else {
+        String::new()
+    };
+    println!(
+        "compute    {} MACs, {} FLOPs{unknown}",
+        group(s.macs),
+        group(s.flops)
     );
     println!("nodes      {}", s.nodes);
     let mut ops: Vec<_> = s.ops.iter().collect();
