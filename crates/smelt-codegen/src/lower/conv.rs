@@ -321,7 +321,7 @@ fn row(cx: &mut Ctx, gm: &Geom, bs: &Bases, oh: Value, mr: usize, cpg: usize, re
     // Interior columns: every kw tap inside [0, w).
     let span = (gm.kw - 1) * gm.dw;
     let ow_lo = gm.pl.div_ceil(gm.sw).min(gm.ow);
-    let ow_hi = if gm.w + gm.pl >= span + 1 {
+    let ow_hi = if gm.w + gm.pl > span {
         ((gm.w + gm.pl - span - 1) / gm.sw + 1).min(gm.ow)
     } else {
         0
