@@ -191,6 +191,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 Some(p) => p.iter().map(|a| axis(*a, r)).collect::<R<_>>()?,
                 None => (0..r).rev().collect(),
             };
+            if perm.len() != r || y.dims.len() != r {
+                return Err("Transpose's perm does not fit the input rank".into());
+            }
             let xs = strides(&x.dims);
             let src_st: Vec<i64> = perm.iter().map(|p| xs[*p]).collect();
             let dst_st = strides(&y.dims);
@@ -205,6 +208,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             let d0 = cx.addr(g, y)?;
             let mut at = 0usize;
             for x in io.ins.iter().flatten() {
+                if x.dims.len() != y.dims.len() {
+                    return Err("Concat inputs differ in rank".into());
+                }
                 let s = cx.addr(g, x)?;
                 let d = cx.offset(d0, (at as i64) * ys[a] * y.elem() as i64);
                 copy_nest(cx, &x.dims, s, &strides(&x.dims), d, &ys, x.elem())?;
@@ -222,6 +228,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 let Some(y) = y else {
                     continue;
                 };
+                if y.dims.len() != x.dims.len() {
+                    return Err("Split outputs differ in rank from the input".into());
+                }
                 let s = cx.offset(s0, (at as i64) * xs[a] * x.elem() as i64);
                 let d = cx.addr(g, y)?;
                 copy_nest(cx, &y.dims, s, &xs, d, &strides(&y.dims), x.elem())?;
@@ -262,7 +271,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 } else {
                     s.clamp(0, d - 1)
                 };
-                let _ = ends[i];
+                ends.get(i).ok_or("Slice's ends do not fit its starts")?;
                 first[a] = s;
                 step[a] = st;
             }
@@ -282,6 +291,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             let x = io.input(0)?;
             let y = io.output(0)?;
             let r = x.dims.len();
+            if y.dims.len() != r {
+                return Err("Tile's output rank differs from the input".into());
+            }
             let ys = strides(&y.dims);
             let xs = strides(&x.dims);
             // Dims (rep_0, .., rep_r-1, in_0, .., in_r-1) interleaved as (rep_k, in_k).
@@ -401,6 +413,9 @@ fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
     let x = io.input(0)?;
     let y = io.output(0)?;
     let r = x.dims.len();
+    if y.dims.len() != r {
+        return Err("Pad's output rank differs from the input".into());
+    }
     let pads = io.const_ints(1).ok_or("Pad's pads must be constant")?;
     let axes: Vec<usize> = match io.opt_input(3) {
         Some(_) => io
