@@ -255,23 +255,25 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             let xs = strides(&x.dims);
             let mut first = vec![0i64; r];
             let mut step = vec![1i64; r];
-            for i in 0..starts.len() {
+            if ends.len() != starts.len() {
+                return Err("Slice's ends do not fit its starts".into());
+            }
+            for (i, start) in starts.iter().enumerate() {
                 let a = axis(*axes.get(i).ok_or("bad Slice axes")?, r)?;
                 let st = *steps.get(i).ok_or("bad Slice steps")?;
                 if st == 0 {
                     return Err("Slice step 0".into());
                 }
                 let d = x.dims[a] as i64;
-                let mut s = starts[i];
+                let mut s = *start;
                 if s < 0 {
                     s += d;
                 }
                 s = if st > 0 {
                     s.clamp(0, d)
                 } else {
-                    s.clamp(0, d - 1)
+                    s.clamp(0, (d - 1).max(0))
                 };
-                ends.get(i).ok_or("Slice's ends do not fit its starts")?;
                 first[a] = s;
                 step[a] = st;
             }
@@ -460,6 +462,9 @@ fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
         return copy_nest(cx, &x.dims, xs, &xst, d, &yst, e);
     }
     // edge / reflect: per-axis index tables built at compile time.
+    if x.dims.contains(&0) {
+        return Err(format!("Pad mode `{mode}` of an empty tensor"));
+    }
     let mut tables = vec![];
     for k in 0..r {
         let n = x.dims[k] as i64;
