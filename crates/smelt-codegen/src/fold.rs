@@ -320,7 +320,7 @@ fn try_fold(g: &Graph, id: NodeId) -> Option<Tensor> {
                 })
                 .collect::<Option<_>>()?;
             let any_int = vals.iter().flatten().any(|v| v.ints.is_some());
-            if !(dtype.is_int() || dtype == DType::Bool) && !any_int {
+            if !(dtype.is_int() || dtype == DType::Bool || any_int) {
                 return None;
             }
             let r = eval(op, &vals, &dims)?;
