@@ -260,7 +260,7 @@ fn padding(gm: &Geom) -> Option<(usize, usize, usize)> {
     let (full, rem) = blocks(gm);
     let mut partial = false;
     for (mr, used) in [(CB, full > 0), (rem, rem > 0)] {
-        if used && gm.ow % (nv_for(mr) * 4) != 0 {
+        if used && !gm.ow.is_multiple_of(nv_for(mr) * 4) {
             partial = true;
         }
     }
