@@ -124,6 +124,22 @@ fn spec(g: &Graph, id: NodeId) -> R<Spec> {
             .copied()
             .collect(),
     };
+    // Every other operand must have exactly the shape the equations index.
+    let want: [(usize, Vec<usize>); 5] = [
+        (2, vec![dirs, gates * hidden, hidden]),
+        (3, vec![dirs, 2 * gates * hidden]),
+        (5, vec![dirs, x[1], hidden]),
+        (6, vec![dirs, x[1], hidden]),
+        (7, vec![dirs, 3 * hidden]),
+    ];
+    for (i, shape) in want {
+        if ins.get(i).copied().flatten().is_some() && dims(i)? != shape {
+            return Err(format!("input {i} must have shape {shape:?}"));
+        }
+    }
+    if ins.get(2).copied().flatten().is_none() {
+        return Err("R is missing".into());
+    }
     for i in [1usize, 2, 3, 7] {
         if let Some(v) = ins.get(i).copied().flatten() {
             if g.const_value(v).is_none() {
@@ -251,10 +267,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             vec![0.0; h]
         };
         let rbhptr = cx.add_f32s(&rbh);
-        let pd: Option<Value> = match &peep {
-            Some(p) => Some(cx.add_f32s(&p[d * 3 * h..(d + 1) * 3 * h])),
-            None => None,
-        };
+        let pd: Option<Value> = peep
+            .as_ref()
+            .map(|p| cx.add_f32s(&p[d * 3 * h..(d + 1) * 3 * h]));
 
         // Initial states.
         for (dst, src) in [(hs, init_h), (cs, init_c)] {
@@ -368,10 +383,7 @@ fn lstm_step(
         let g = cx.index(gx, bi, 4 * hb);
         let hr = cx.index(hs, bi, hb);
         let cr = cx.index(cs, bi, hb);
-        let yr = match yt {
-            Some(y) => Some(cx.index(y, bi, hb)),
-            None => None,
-        };
+        let yr = yt.map(|y| cx.index(y, bi, hb));
         cx.vec_loop(h, &mut |cx, l, off| {
             let ty = l.ty(types::F32);
             let at = |cx: &mut Ctx, base: Value, k: i64| {
@@ -485,10 +497,7 @@ fn gru_step(
         let g = cx.index(gx, bi, 3 * hb);
         let ghr = cx.index(gh, bi, hb);
         let hr = cx.index(hs, bi, hb);
-        let yr = match yt {
-            Some(y) => Some(cx.index(y, bi, hb)),
-            None => None,
-        };
+        let yr = yt.map(|y| cx.index(y, bi, hb));
         cx.vec_loop(h, &mut |cx, l, off| {
             let ty = l.ty(types::F32);
             let ga = cx.b.ins().iadd(g, off);
