@@ -1,0 +1,128 @@
+//! Shape binding: symbolic dims of the graph inputs get extents, and shape inference runs again
+//! so that every value of the graph has a static shape; shape subgraphs (`Shape` → `Gather` →
+//! `Concat` → `Reshape`, …) fold into constants on the way ([`crate::fold`]).
+//!
+//! The extents come from `--input-shape NAME=D,D,..` or from the shapes of the tensors handed
+//! to a run. A given shape must have the declared rank and agree with every known extent. After
+//! binding, [`static_values`] names the first value that is still not static, so that
+//! compilation stops with an error naming it rather than guessing.
+
+use crate::error::CodegenError;
+use smelt_ir::{infer, Dim, Graph, Type};
+
+/// Binds the graph inputs named in `shapes` and re-infers every value type.
+/// Inputs not named keep their declared shapes.
+pub fn bind(g: &Graph, shapes: &[(String, Vec<usize>)]) -> Result<Graph, CodegenError> {
+    let mut g = g.clone();
+    let inputs = g.inputs();
+    for (name, dims) in shapes {
+        let Some(v) = inputs.iter().find(|v| g.value(**v).name == *name) else {
+            let names: Vec<String> = inputs.iter().map(|v| g.value(*v).name.clone()).collect();
+            return Err(CodegenError::Bind(format!(
+                "the graph has no input `{name}` (inputs: {})",
+                names.join(", ")
+            )));
+        };
+        let ty = g.value_type(*v).clone();
+        let Some(t) = ty.as_tensor() else {
+            return Err(CodegenError::Bind(format!(
+                "input `{name}` is not a tensor ({ty})"
+            )));
+        };
+        if let Some(decl) = &t.shape {
+            if decl.len() != dims.len() {
+                return Err(CodegenError::Bind(format!(
+                    "input `{name}` has rank {}, given shape {dims:?}",
+                    decl.len()
+                )));
+            }
+            for (i, (d, n)) in decl.iter().zip(dims).enumerate() {
+                if let Dim::Known(k) = d {
+                    if *k != *n as u64 {
+                        return Err(CodegenError::Bind(format!(
+                            "input `{name}` has extent {k} on axis {i}, given {n}"
+                        )));
+                    }
+                }
+            }
+        }
+        let Some(dtype) = t.dtype else {
+            return Err(CodegenError::Bind(format!(
+                "input `{name}` has no known element type"
+            )));
+        };
+        g.set_value_type(*v, Type::tensor(dtype, dims));
+    }
+    // Forget inferred symbolic extents of computed values: inference recomputes them from the
+    // bound inputs (declared symbols would otherwise survive where inference knows better).
+    for id in g.node_ids() {
+        let node = g.node(id);
+        if matches!(node.op, smelt_ir::Op::Input | smelt_ir::Op::Opaque(_)) {
+            continue;
+        }
+        for port in 0..node.outputs.len() {
+            let v = smelt_ir::ValueId::new(id, port as u32);
+            if let Type::Tensor(t) = g.value_type(v).clone() {
+                if t.shape
+                    .as_ref()
+                    .is_some_and(|s| s.iter().any(|d| d.known().is_none()))
+                {
+                    let cleared = smelt_ir::TensorType {
+                        dtype: t.dtype,
+                        shape: t.shape.map(|s| {
+                            s.into_iter()
+                                .map(|d| if d.known().is_some() { d } else { Dim::Unknown })
+                                .collect()
+                        }),
+                    };
+                    g.set_value_type(v, Type::Tensor(cleared));
+                }
+            }
+        }
+    }
+    let infer = |g: &mut Graph| {
+        infer::infer_graph(g).map_err(|errs| {
+            CodegenError::InvalidGraph(
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+    };
+    infer(&mut g)?;
+    // Shape subgraphs become constants once the inputs are bound; each round may make more
+    // shapes static (a loop guard bounds the rounds).
+    for _ in 0..32 {
+        if crate::fold::fold_shapes(&mut g) == 0 {
+            break;
+        }
+        infer(&mut g)?;
+    }
+    Ok(g)
+}
+
+/// Checks that every value of the graph has a static tensor shape and a dtype; the error
+/// names the first value (in topological order) that does not.
+pub fn static_values(g: &Graph) -> Result<(), CodegenError> {
+    let order = g
+        .topo_order()
+        .map_err(|e| CodegenError::InvalidGraph(e.to_string()))?;
+    for id in order {
+        let node = g.node(id);
+        for v in &node.outputs {
+            if v.name.is_empty() {
+                // An absent optional output: nothing computes it.
+                continue;
+            }
+            let ok = v.ty.dtype().is_some() && v.ty.static_dims().is_some();
+            if !ok {
+                return Err(CodegenError::UnboundShape {
+                    value: v.name.clone(),
+                    ty: v.ty.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

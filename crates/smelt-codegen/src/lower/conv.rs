@@ -1,0 +1,545 @@
+//! Conv (1-D and 2-D, NCHW; groups incl. depthwise, strides, dilations, pads, auto_pad) as a
+//! direct convolution with register blocking, no im2col buffer.
+//!
+//! Weights are packed at compile time per group into blocks of 4 output channels:
+//! `[group][block][ci][kh][kw][4]`, zero-padded. For each output row the kernel computes
+//!
+//! blocks of 4 channels × 8 columns (fewer channels: more columns, about eight f32x4
+//! accumulators in all), with one broadcast weight per channel and one input vector per 4
+//! columns per tap (contiguous for stride 1, two loads and a shuffle for stride 2, gathered
+//! lanes otherwise). The bias seeds the accumulators; a fused Relu/Clip is applied at the store.
+//!
+//! When the convolution pads, or the last block of columns is partial, the kernel reads a
+//! zero-padded copy of the current image in the node's arena scratch (with slack after it for
+//! the spare lanes of a partial block), so every tap is in bounds and there is no border code
+//! and no branch in the loop nest.
+
+use super::{axis, Ctx, NodeIo, R};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_frontend::Variable;
+use smelt_ir::{Graph, NodeId, Op};
+
+const CB: usize = 4; // output channels per block
+/// f32x4 vectors of output columns per interior block for `mr` channels: about eight
+/// accumulators, enough independent FMA chains to hide their latency without spilling.
+fn nv_for(mr: usize) -> usize {
+    match mr {
+        1 => 6,
+        2 => 4,
+        _ => 2,
+    }
+}
+
+/// Static geometry of one convolution, 1-D convs as 2-D with one row.
+#[derive(Clone, Debug)]
+pub(crate) struct Geom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub m: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub pt: usize,
+    pub pl: usize,
+    pub group: usize,
+}
+
+/// Begin pads of one spatial axis per ONNX's auto_pad rules.
+pub(crate) fn begin_pad(
+    auto_pad: &str,
+    input: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+    explicit: usize,
+) -> usize {
+    match auto_pad {
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let out = input.div_ceil(s);
+            let need = ((out.saturating_sub(1)) * s + (k - 1) * d + 1).saturating_sub(input);
+            if auto_pad == "SAME_UPPER" {
+                need / 2
+            } else {
+                need - need / 2
+            }
+        }
+        "VALID" => 0,
+        _ => explicit,
+    }
+}
+
+/// Reads the geometry of a Conv node (also used by the checker).
+pub(crate) fn geom(g: &Graph, id: NodeId) -> R<Geom> {
+    let Op::Conv(o) = &g.node(id).op else {
+        return Err("not a Conv".into());
+    };
+    let ins = g.node_inputs(id);
+    let dims = |i: usize| -> R<Vec<usize>> {
+        ins.get(i)
+            .copied()
+            .flatten()
+            .and_then(|v| g.value_type(v).static_dims())
+            .ok_or_else(|| format!("input {i} has no static shape"))
+    };
+    let x = dims(0)?;
+    let wd = dims(1)?;
+    let y = g
+        .value_type(smelt_ir::ValueId::new(id, 0))
+        .static_dims()
+        .ok_or("output has no static shape")?;
+    let sp = x.len().checked_sub(2).ok_or("Conv input rank below 3")?;
+    if sp == 0 || sp > 2 {
+        return Err(format!(
+            "{sp}-D convolution is not supported (1-D and 2-D are)"
+        ));
+    }
+    if wd.len() != x.len() || y.len() != x.len() {
+        return Err("Conv weight rank does not match the input".into());
+    }
+    let get = |v: &Option<Vec<i64>>, i: usize, def: i64| -> i64 {
+        v.as_ref().and_then(|v| v.get(i).copied()).unwrap_or(def)
+    };
+    let pos = |v: i64, what: &str| -> R<usize> {
+        usize::try_from(v)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| format!("{what} must be positive"))
+    };
+    let group = pos(o.group, "group")?;
+    let (h, w, kh, kw, oh, ow) = if sp == 1 {
+        (1, x[2], 1, wd[2], 1, y[2])
+    } else {
+        (x[2], x[3], wd[2], wd[3], y[2], y[3])
+    };
+    let (sh, sw, dh, dw) = if sp == 1 {
+        (
+            1,
+            pos(get(&o.strides, 0, 1), "stride")?,
+            1,
+            pos(get(&o.dilations, 0, 1), "dilation")?,
+        )
+    } else {
+        (
+            pos(get(&o.strides, 0, 1), "stride")?,
+            pos(get(&o.strides, 1, 1), "stride")?,
+            pos(get(&o.dilations, 0, 1), "dilation")?,
+            pos(get(&o.dilations, 1, 1), "dilation")?,
+        )
+    };
+    let pads: Vec<i64> = o.pads.clone().unwrap_or_else(|| vec![0; 2 * sp]);
+    if pads.iter().any(|p| *p < 0) {
+        return Err("negative pads are not supported".into());
+    }
+    let (pt, pl) = if sp == 1 {
+        (
+            0,
+            begin_pad(
+                &o.auto_pad,
+                w,
+                kw,
+                sw,
+                dw,
+                *pads.first().unwrap_or(&0) as usize,
+            ),
+        )
+    } else {
+        (
+            begin_pad(
+                &o.auto_pad,
+                h,
+                kh,
+                sh,
+                dh,
+                *pads.first().unwrap_or(&0) as usize,
+            ),
+            begin_pad(
+                &o.auto_pad,
+                w,
+                kw,
+                sw,
+                dw,
+                *pads.get(1).unwrap_or(&0) as usize,
+            ),
+        )
+    };
+    let (n, c, m) = (x[0], x[1], wd[0]);
+    if c % group != 0 || m % group != 0 || wd[1] * group != c {
+        return Err(format!(
+            "channels {c} / {m} do not fit group {group} and weight {wd:?}"
+        ));
+    }
+    Ok(Geom {
+        n,
+        c,
+        h,
+        w,
+        m,
+        kh,
+        kw,
+        oh,
+        ow,
+        sh,
+        sw,
+        dh,
+        dw,
+        pt,
+        pl,
+        group,
+    })
+}
+
+/// Why a Conv node cannot be lowered, if it cannot.
+pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
+    let ins = g.node_inputs(id);
+    let known = ins
+        .iter()
+        .flatten()
+        .all(|v| g.value_type(*v).static_dims().is_some());
+    if !known {
+        // Shapes are bound later; the geometry is checked when compiling.
+        return Ok(());
+    }
+    let _ = axis;
+    geom(g, id).map(|_| ())
+}
+
+/// Packs `[m][cpg][kh][kw]` weights into `[group][block][ci][kh][kw][4]`.
+fn pack(w: &[f32], gm: &Geom) -> (Vec<f32>, usize) {
+    let mpg = gm.m / gm.group;
+    let cpg = gm.c / gm.group;
+    let nblk = mpg.div_ceil(CB);
+    let taps = gm.kh * gm.kw;
+    let mut out = vec![0f32; gm.group * nblk * cpg * taps * CB];
+    for g in 0..gm.group {
+        for b in 0..nblk {
+            for ci in 0..cpg {
+                for t in 0..taps {
+                    for r in 0..CB {
+                        let co = b * CB + r;
+                        if co < mpg {
+                            let src = ((g * mpg + co) * cpg + ci) * taps + t;
+                            let dst = ((((g * nblk + b) * cpg + ci) * taps + t) * CB) + r;
+                            out[dst] = w.get(src).copied().unwrap_or(0.0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (out, nblk)
+}
+
+struct Bases {
+    /// Input channel 0 of this group, this image.
+    x: Value,
+    /// Packed weights of this block.
+    w: Value,
+    /// Output channel 0 of this block, this image.
+    y: Value,
+    /// Packed bias of this block (4 floats).
+    b: Value,
+}
+
+/// Output channels per block for the full blocks and the remainder of one group.
+fn blocks(gm: &Geom) -> (usize, usize) {
+    let mpg = gm.m / gm.group;
+    (mpg / CB, mpg % CB)
+}
+
+/// The zero-padded copy of one input image the kernel reads, when it needs one: `(hp, wp)`
+/// extents and the slack (floats) after it. Needed when the convolution pads, or when a block
+/// of output columns is partial (its spare lanes then read past the row, into the slack).
+fn padding(gm: &Geom) -> Option<(usize, usize, usize)> {
+    let (full, rem) = blocks(gm);
+    let mut partial = false;
+    for (mr, used) in [(CB, full > 0), (rem, rem > 0)] {
+        if used && !gm.ow.is_multiple_of(nv_for(mr) * 4) {
+            partial = true;
+        }
+    }
+    let need_h = (gm.oh.saturating_sub(1)) * gm.sh + (gm.kh - 1) * gm.dh + 1;
+    let need_w = (gm.ow.saturating_sub(1)) * gm.sw + (gm.kw - 1) * gm.dw + 1;
+    let hp = (gm.h + gm.pt).max(need_h);
+    let wp = (gm.w + gm.pl).max(need_w);
+    let pads = gm.pt > 0 || gm.pl > 0 || hp > gm.h || wp > gm.w;
+    (pads || partial).then_some((hp, wp, 24 * gm.sw + gm.kw * gm.dw + 64))
+}
+
+/// Arena bytes a Conv node needs for its padded input copy.
+pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
+    match geom(g, id).ok().as_ref().and_then(padding) {
+        Some((hp, wp, slack)) => geom(g, id)
+            .map(|gm| ((gm.c * hp * wp + slack) * 4) as u64)
+            .unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// Lowers Conv.
+pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let orig = geom(io.g, io.id)?;
+    let wt = io
+        .konst(1)
+        .and_then(|t| t.to_f32_vec())
+        .ok_or("Conv's weight must be an f32 constant")?;
+    let bias: Vec<f32> = match io.opt_input(2) {
+        Some(_) => io
+            .konst(2)
+            .and_then(|t| t.to_f32_vec())
+            .ok_or("Conv's bias must be an f32 constant")?,
+        None => vec![0.0; orig.m],
+    };
+    let relu = io.act;
+    let (packed, nblk) = pack(&wt, &orig);
+    let mpg = orig.m / orig.group;
+    let cpg = orig.c / orig.group;
+    let mut pbias = vec![0f32; orig.group * nblk * CB];
+    for g in 0..orig.group {
+        for co in 0..mpg {
+            pbias[(g * nblk + co / CB) * CB + co % CB] =
+                bias.get(g * mpg + co).copied().unwrap_or(0.0);
+        }
+    }
+    let wp = cx.add_f32s(&packed);
+    let bp = cx.add_f32s(&pbias);
+    let x_in = cx.addr(io.g, io.input(0)?)?;
+    let y = cx.addr(io.g, io.output(0)?)?;
+    // The kernel reads either the input itself or a zero-padded copy of the current image.
+    let pad = padding(&orig);
+    let (gm, x, image) = match pad {
+        Some((hp, wpd, slack)) => {
+            let off = io
+                .scratch
+                .ok_or("Conv needs scratch space the plan did not give")?;
+            let buf = cx.offset(cx.arena(), off as i64);
+            super::shape::fill(cx, buf, orig.c * hp * wpd + slack, &[0, 0, 0, 0])?;
+            let gm = Geom {
+                h: hp,
+                w: wpd,
+                pt: 0,
+                pl: 0,
+                ..orig.clone()
+            };
+            (gm, buf, 0i64)
+        }
+        None => (orig.clone(), x_in, (orig.c * orig.h * orig.w * 4) as i64),
+    };
+    let taps = gm.kh * gm.kw;
+    let hw = (gm.h * gm.w) as i64;
+    let ohw = (gm.oh * gm.ow) as i64;
+    let (full_blocks, rem) = blocks(&gm);
+
+    let per_block = |cx: &mut Ctx, n: Value, g: Value, blk: Value, mr: usize| -> R<()> {
+        // Bases for (n, g, blk).
+        let xo = {
+            let a = cx.b.ins().imul_imm_s(n, image);
+            let b = cx.b.ins().imul_imm_s(g, cpg as i64 * hw * 4);
+            let s = cx.b.ins().iadd(a, b);
+            cx.b.ins().iadd(x, s)
+        };
+        let gb = {
+            let a = cx.b.ins().imul_imm_s(g, nblk as i64);
+            cx.b.ins().iadd(a, blk)
+        };
+        let wo = cx.index(wp, gb, (cpg * taps * CB * 4) as i64);
+        let bo = cx.index(bp, gb, (CB * 4) as i64);
+        let yo = {
+            let a = cx.b.ins().imul_imm_s(n, gm.m as i64 * ohw * 4);
+            let b = cx.b.ins().imul_imm_s(g, mpg as i64 * ohw * 4);
+            let c = cx.b.ins().imul_imm_s(blk, (CB as i64) * ohw * 4);
+            let s = cx.b.ins().iadd(a, b);
+            let s = cx.b.ins().iadd(s, c);
+            cx.b.ins().iadd(y, s)
+        };
+        let bases = Bases {
+            x: xo,
+            w: wo,
+            y: yo,
+            b: bo,
+        };
+        cx.for_n(gm.oh, |cx, oh| row(cx, &gm, &bases, oh, mr, cpg, relu))
+    };
+    cx.for_n(gm.n, |cx, n| {
+        if pad.is_some() {
+            // Copy image n into the interior of the padded buffer (borders stay zero).
+            let src = cx.index(x_in, n, (orig.c * orig.h * orig.w * 4) as i64);
+            let dst = cx.offset(x, ((orig.pt * gm.w + orig.pl) * 4) as i64);
+            super::shape::copy_nest(
+                cx,
+                &[orig.c, orig.h, orig.w],
+                src,
+                &[(orig.h * orig.w) as i64, orig.w as i64, 1],
+                dst,
+                &[(gm.h * gm.w) as i64, gm.w as i64, 1],
+                4,
+            )?;
+        }
+        cx.for_n(gm.group, |cx, g| {
+            cx.for_n(full_blocks, |cx, blk| per_block(cx, n, g, blk, CB))?;
+            if rem > 0 {
+                let blk = cx.iconst(full_blocks as i64);
+                per_block(cx, n, g, blk, rem)?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// One output row `oh` of `mr` channels: blocks of columns, the last one possibly partial.
+#[allow(clippy::too_many_arguments)]
+fn row(
+    cx: &mut Ctx,
+    gm: &Geom,
+    bs: &Bases,
+    oh: Value,
+    mr: usize,
+    cpg: usize,
+    relu: super::Act,
+) -> R<()> {
+    let width = nv_for(mr) * 4;
+    let nfull = gm.ow / width;
+    let rest = gm.ow % width;
+    cx.for_n(nfull, |cx, blk| {
+        let ow0 = cx.b.ins().imul_imm_s(blk, width as i64);
+        wide(cx, gm, bs, oh, ow0, mr, cpg, width, relu)
+    })?;
+    if rest > 0 {
+        let ow0 = cx.iconst((nfull * width) as i64);
+        wide(cx, gm, bs, oh, ow0, mr, cpg, rest, relu)?;
+    }
+    Ok(())
+}
+
+/// `ih = oh * sh + kh * dh` (every row is inside the, possibly padded, input).
+fn in_row(cx: &mut Ctx, gm: &Geom, oh: Value, kh: usize) -> Value {
+    let ih = cx.b.ins().imul_imm_s(oh, gm.sh as i64);
+    cx.b.ins().iadd_imm_s(ih, (kh * gm.dh) as i64)
+}
+
+fn init_accs(cx: &mut Ctx, bs: &Bases, mr: usize, nv: usize) -> Vec<Variable> {
+    let mut v = vec![];
+    for r in 0..mr {
+        let b = cx.load(types::F32, bs.b, (r * 4) as i64);
+        let b = cx.b.ins().splat(types::F32X4, b);
+        for _ in 0..nv {
+            v.push(cx.var(types::F32X4, b));
+        }
+    }
+    v
+}
+
+/// A block of `mr` channels × `cols` output columns from `ow0` (all lanes computed, `cols`
+/// stored).
+#[allow(clippy::too_many_arguments)]
+fn wide(
+    cx: &mut Ctx,
+    gm: &Geom,
+    bs: &Bases,
+    oh: Value,
+    ow0: Value,
+    mr: usize,
+    cpg: usize,
+    cols: usize,
+    relu: super::Act,
+) -> R<()> {
+    let nv = nv_for(mr);
+    let accs = init_accs(cx, bs, mr, nv);
+    let hw = (gm.h * gm.w) as i64;
+    let taps = gm.kh * gm.kw;
+    // Input column of the first output column, first tap.
+    let iw0 = cx.b.ins().imul_imm_s(ow0, gm.sw as i64);
+    for kh in 0..gm.kh {
+        let ih = in_row(cx, gm, oh, kh);
+        {
+            let rowp = cx.index(bs.x, ih, (gm.w * 4) as i64);
+            let rowp = cx.index(rowp, iw0, 4);
+            cx.for_n(cpg, |cx, ci| {
+                let xp = cx.index(rowp, ci, hw * 4);
+                let wpc = cx.index(bs.w, ci, (taps * CB * 4) as i64);
+                for kw in 0..gm.kw {
+                    let t = kh * gm.kw + kw;
+                    let base = (kw * gm.dw) as i64 * 4;
+                    let mut xs = vec![];
+                    for h in 0..nv {
+                        let off = base + (h * 4 * gm.sw) as i64 * 4;
+                        xs.push(load_strided(cx, xp, off, gm.sw));
+                    }
+                    for r in 0..mr {
+                        let wv = cx.load(types::F32, wpc, ((t * CB + r) * 4) as i64);
+                        let wv = cx.b.ins().splat(types::F32X4, wv);
+                        for (h, xv) in xs.iter().enumerate() {
+                            let var = accs[r * nv + h];
+                            let a = cx.b.use_var(var);
+                            let s = cx.fma(wv, *xv, a);
+                            cx.b.def_var(var, s);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+    let ohw = (gm.oh * gm.ow) as i64;
+    let yrow = cx.index(bs.y, oh, (gm.ow * 4) as i64);
+    let yrow = cx.index(yrow, ow0, 4);
+    for r in 0..mr {
+        for h in 0..nv {
+            let valid = cols.saturating_sub(h * 4).min(4);
+            if valid == 0 {
+                continue;
+            }
+            let mut v = cx.b.use_var(accs[r * nv + h]);
+            v = super::apply_act(cx, v, relu);
+            let at = (r as i64 * ohw + (h * 4) as i64) * 4;
+            if valid == 4 {
+                cx.store(v, yrow, at);
+            } else {
+                for l in 0..valid {
+                    let e = cx.b.ins().extractlane(v, l as u8);
+                    cx.store(e, yrow, at + l as i64 * 4);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Four input values at `p + off + lane * s * 4` bytes.
+fn load_strided(cx: &mut Ctx, p: Value, off: i64, s: usize) -> Value {
+    if s == 1 {
+        return cx.load(types::F32X4, p, off);
+    }
+    if s == 2 {
+        // Elements 0..4 and 3..7 (never past element 6, the last one used), then lanes
+        // (a0, a2, b1, b3) = elements 0, 2, 4, 6.
+        let a = cx.load(types::I8X16, p, off);
+        let b = cx.load(types::I8X16, p, off + 12);
+        let mut mask = [0u8; 16];
+        for (i, lane) in [0u8, 2, 5, 7].iter().enumerate() {
+            for k in 0..4 {
+                mask[i * 4 + k] = lane * 4 + k as u8;
+            }
+        }
+        let imm =
+            cx.b.func
+                .dfg
+                .immediates
+                .push(cranelift_codegen::ir::ConstantData::from(&mask[..]));
+        let v = cx.b.ins().shuffle(a, b, imm);
+        return cx.b.ins().bitcast(types::F32X4, super::bc(), v);
+    }
+    let first = cx.load(types::F32, p, off);
+    let mut v = cx.b.ins().splat(types::F32X4, first);
+    for l in 1..4 {
+        let e = cx.load(types::F32, p, off + (l * s) as i64 * 4);
+        v = cx.b.ins().insertlane(v, e, l as u8);
+    }
+    v
+}

@@ -1,0 +1,710 @@
+//! Elementwise ops, one input or many with numpy broadcasting, through one kernel ([`map`]).
+//!
+//! The kernel coalesces the output's dims where every operand is contiguous, loops over the
+//! outer dims and runs the innermost one four lanes at a time (f32x4) when every operand is f32
+//! and reads either contiguously or one broadcast element; a scalar tail finishes the row.
+//! Other dtypes (integer shapes and indices, bool masks) run one element at a time. Every
+//! element is read before its slot is written, so the output may share the input's storage
+//! (the memory plan's in-place rule).
+
+use super::math;
+use super::{clif_ty, strides, Ctx, Lanes, NodeIo, Operand, R};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use smelt_ir::{DType, Op};
+
+/// A kernel body: computes one output lane group from the input lane groups.
+pub(crate) type Body<'a> = dyn Fn(&mut Ctx, Lanes, &[Value]) -> R<Value> + 'a;
+
+/// Arithmetic dtypes the elementwise kernels take.
+pub(crate) fn check_numeric(d: Option<DType>) -> R<()> {
+    match d {
+        Some(DType::F32) | Some(DType::I32) | Some(DType::I64) => Ok(()),
+        Some(d) => Err(format!("{d} tensors are not supported (f32, i32, i64)")),
+        None => Err("input 0 has no known dtype".into()),
+    }
+}
+
+fn cast_kind(d: DType) -> Option<u8> {
+    // 0: float, 1: signed int, 2: unsigned int, 3: bool
+    Some(match d {
+        DType::F32 | DType::F64 => 0,
+        DType::I8 | DType::I16 | DType::I32 | DType::I64 => 1,
+        DType::U8 | DType::U16 | DType::U32 | DType::U64 => 2,
+        DType::Bool => 3,
+        _ => return None,
+    })
+}
+
+/// Casts the backend performs.
+pub(crate) fn cast_supported(from: DType, to: DType) -> bool {
+    cast_kind(from).is_some() && cast_kind(to).is_some()
+}
+
+/// Broadcast strides (in elements) of an input of `dims` read at every point of `out`.
+pub(crate) fn bcast_strides(dims: &[usize], out: &[usize]) -> Vec<i64> {
+    let st = strides(dims);
+    let pad = out.len() - dims.len().min(out.len());
+    (0..out.len())
+        .map(|i| {
+            if i < pad {
+                0
+            } else {
+                let k = i - pad;
+                if dims[k] == 1 && out[i] != 1 {
+                    0
+                } else {
+                    st[k]
+                }
+            }
+        })
+        .collect()
+}
+
+/// Runs `f` at every element of `out`, reading `ins` with numpy broadcasting.
+pub(crate) fn map(cx: &mut Ctx, io: &NodeIo, out: &Operand, ins: &[&Operand], f: &Body) -> R<()> {
+    map_with(cx, io, out, ins, true, f)
+}
+
+/// [`map`] for bodies that only take one lane at a time.
+pub(crate) fn map_scalar(
+    cx: &mut Ctx,
+    io: &NodeIo,
+    out: &Operand,
+    ins: &[&Operand],
+    f: &Body,
+) -> R<()> {
+    map_with(cx, io, out, ins, false, f)
+}
+
+fn map_with(
+    cx: &mut Ctx,
+    io: &NodeIo,
+    out: &Operand,
+    ins: &[&Operand],
+    allow_vec: bool,
+    f: &Body,
+) -> R<()> {
+    let out_ty = clif_ty(out.dtype).ok_or("unsupported output dtype")?;
+    let in_tys: Vec<types::Type> = ins
+        .iter()
+        .map(|x| clif_ty(x.dtype).ok_or_else(|| format!("unsupported input dtype {}", x.dtype)))
+        .collect::<R<_>>()?;
+    // Strides of every operand over the output's dims (output first), in elements.
+    let mut dims = out.dims.clone();
+    let mut st: Vec<Vec<i64>> = vec![strides(&out.dims)];
+    for x in ins {
+        if x.dims.len() > out.dims.len() {
+            return Err("an input has a higher rank than the output".into());
+        }
+        // Every input dim must be 1 or the output's (numpy broadcasting): anything else would
+        // read outside the input.
+        let pad = out.dims.len() - x.dims.len();
+        if x.dims
+            .iter()
+            .enumerate()
+            .any(|(k, d)| *d != 1 && *d != out.dims[pad + k])
+        {
+            return Err(format!(
+                "input dims {:?} do not broadcast to {:?}",
+                x.dims, out.dims
+            ));
+        }
+        st.push(bcast_strides(&x.dims, &out.dims));
+    }
+    // Drop unit dims, then merge dims where every operand is contiguous across them.
+    let keep: Vec<usize> = (0..dims.len()).filter(|i| dims[*i] != 1).collect();
+    dims = keep.iter().map(|i| dims[*i]).collect();
+    for s in st.iter_mut() {
+        *s = keep.iter().map(|i| s[*i]).collect();
+    }
+    let mut k = dims.len();
+    while k >= 2 {
+        let (a, b) = (k - 2, k - 1);
+        if st.iter().all(|s| s[a] == s[b] * dims[b] as i64) {
+            dims[b] *= dims[a];
+            dims.remove(a);
+            for s in st.iter_mut() {
+                s.remove(a);
+            }
+        }
+        k -= 1;
+    }
+    if dims.is_empty() {
+        dims.push(1);
+        for s in st.iter_mut() {
+            s.push(0);
+        }
+    }
+    let inner = *dims.last().unwrap_or(&1);
+    let outer = &dims[..dims.len() - 1];
+    let inner_st: Vec<i64> = st.iter().map(|s| *s.last().unwrap_or(&0)).collect();
+    let all_f32 = out.dtype == DType::F32 && ins.iter().all(|x| x.dtype == DType::F32);
+    let vec_ok = allow_vec && all_f32 && inner >= 4 && inner_st.iter().all(|s| *s == 0 || *s == 1);
+
+    let elems: Vec<i64> = std::iter::once(out.elem() as i64)
+        .chain(ins.iter().map(|x| x.elem() as i64))
+        .collect();
+    let byte_st: Vec<Vec<i64>> = st
+        .iter()
+        .zip(&elems)
+        .map(|(s, e)| s[..s.len() - 1].iter().map(|x| x * e).collect())
+        .collect();
+    let mut bases = vec![cx.addr(io.g, out)?];
+    for x in ins {
+        bases.push(cx.addr(io.g, x)?);
+    }
+    let mut body = |cx: &mut Ctx, ptrs: &[Value]| -> R<()> {
+        let mut done = 0usize;
+        if vec_ok {
+            let nv = inner / 4;
+            // Broadcast inputs: one scalar, splat once per row.
+            let mut splats: Vec<Option<Value>> = vec![];
+            for (k, s) in inner_st[1..].iter().enumerate() {
+                if *s == 0 {
+                    let v = cx.load(types::F32, ptrs[k + 1], 0);
+                    splats.push(Some(cx.b.ins().splat(types::F32X4, v)));
+                } else {
+                    splats.push(None);
+                }
+            }
+            cx.for_n(nv, |cx, i| {
+                let off = cx.b.ins().imul_imm_s(i, 16);
+                let mut args = vec![];
+                for (k, sp) in splats.iter().enumerate() {
+                    args.push(match sp {
+                        Some(v) => *v,
+                        None => {
+                            let a = cx.b.ins().iadd(ptrs[k + 1], off);
+                            cx.load(types::F32X4, a, 0)
+                        }
+                    });
+                }
+                let r = f(cx, Lanes::Four, &args)?;
+                let a = cx.b.ins().iadd(ptrs[0], off);
+                cx.store(r, a, 0);
+                Ok(())
+            })?;
+            done = nv * 4;
+        }
+        let rest = inner - done;
+        let scalar_at = |cx: &mut Ctx, i: Value| -> R<()> {
+            let mut args = vec![];
+            for (k, ty) in in_tys.iter().enumerate() {
+                let a = cx.index(ptrs[k + 1], i, inner_st[k + 1] * elems[k + 1]);
+                let a = cx.offset(a, done as i64 * inner_st[k + 1] * elems[k + 1]);
+                args.push(cx.load(*ty, a, 0));
+            }
+            let r = f(cx, Lanes::One, &args)?;
+            let r = fit(cx, r, out_ty);
+            let a = cx.index(ptrs[0], i, elems[0]);
+            let a = cx.offset(a, done as i64 * elems[0]);
+            cx.store(r, a, 0);
+            Ok(())
+        };
+        if vec_ok && rest < 4 {
+            for t in 0..rest {
+                let i = cx.iconst(t as i64);
+                scalar_at(cx, i)?;
+            }
+            Ok(())
+        } else {
+            cx.for_n(rest, scalar_at)
+        }
+    };
+    cx.nest(outer, &byte_st, bases, &mut body)
+}
+
+/// Narrows or widens an integer result to the type stored (comparisons give i8 already).
+fn fit(cx: &mut Ctx, v: Value, ty: types::Type) -> Value {
+    let vt = cx.b.func.dfg.value_type(v);
+    if vt == ty || !vt.is_int() || !ty.is_int() {
+        return v;
+    }
+    if vt.bits() > ty.bits() {
+        cx.b.ins().ireduce(ty, v)
+    } else {
+        cx.b.ins().uextend(ty, v)
+    }
+}
+
+/// A constant scalar of a constant input (Clip bounds, Pow exponents).
+fn const_scalar(io: &NodeIo, i: usize) -> Option<f64> {
+    let t = io.konst(i)?;
+    if t.len() != 1 {
+        return None;
+    }
+    t.to_f64_vec()?.first().copied()
+}
+
+fn is_float(cx: &Ctx, v: Value) -> bool {
+    cx.b.func.dfg.value_type(v).lane_type().is_float()
+}
+
+/// Lowers every elementwise op.
+pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let out = io.output(0)?.clone();
+    let x = io.input(0)?.clone();
+    let dt = x.dtype;
+    let float = dt == DType::F32;
+    let signed = matches!(dt, DType::I32 | DType::I64 | DType::I8 | DType::I16);
+    let un = |cx: &mut Ctx, f: &Body| map(cx, io, &out, &[&x], f);
+    match io.op() {
+        Op::Relu(_) => un(cx, &|cx, l, a| {
+            let z = cx.fconst(l, 0.0);
+            Ok(cx.b.ins().fmax(a[0], z))
+        }),
+        Op::Sigmoid(_) => un(cx, &|cx, l, a| Ok(math::sigmoid(cx, l, a[0]))),
+        Op::Tanh(_) => un(cx, &|cx, l, a| Ok(math::tanh(cx, l, a[0]))),
+        Op::Erf(_) => un(cx, &|cx, l, a| Ok(math::erf(cx, l, a[0]))),
+        Op::Exp(_) => un(cx, &|cx, l, a| Ok(math::exp(cx, l, a[0]))),
+        Op::Sin(_) => un(cx, &|cx, l, a| Ok(math::sincos(cx, l, a[0], false))),
+        Op::Cos(_) => un(cx, &|cx, l, a| Ok(math::sincos(cx, l, a[0], true))),
+        Op::Log(_) => un(cx, &|cx, l, a| Ok(math::log(cx, l, a[0]))),
+        Op::Sqrt(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().sqrt(a[0]))),
+        Op::Reciprocal(_) => un(cx, &|cx, l, a| {
+            let one = cx.fconst(l, 1.0);
+            Ok(cx.b.ins().fdiv(one, a[0]))
+        }),
+        Op::Neg(_) => un(cx, &|cx, _, a| {
+            Ok(if is_float(cx, a[0]) {
+                cx.b.ins().fneg(a[0])
+            } else {
+                cx.b.ins().ineg(a[0])
+            })
+        }),
+        Op::Abs(_) => un(cx, &|cx, _, a| {
+            Ok(if is_float(cx, a[0]) {
+                cx.b.ins().fabs(a[0])
+            } else {
+                cx.b.ins().iabs(a[0])
+            })
+        }),
+        Op::Sign(_) => un(cx, &|cx, l, a| {
+            if is_float(cx, a[0]) {
+                let z = cx.fconst(l, 0.0);
+                let one = cx.fconst(l, 1.0);
+                let m1 = cx.fconst(l, -1.0);
+                let gt = cx.fcmp(FloatCC::GreaterThan, a[0], z);
+                let lt = cx.fcmp(FloatCC::LessThan, a[0], z);
+                let s = cx.select(l, lt, m1, z);
+                let s = cx.select(l, gt, one, s);
+                // NaN stays NaN.
+                let nan = cx.fcmp(FloatCC::Unordered, a[0], a[0]);
+                Ok(cx.select(l, nan, a[0], s))
+            } else {
+                let ty = cx.b.func.dfg.value_type(a[0]);
+                let z = cx.b.ins().iconst(ty, 0);
+                let one = cx.b.ins().iconst(ty, 1);
+                let m1 = cx.b.ins().iconst(ty, -1);
+                let gt = cx.b.ins().icmp(IntCC::SignedGreaterThan, a[0], z);
+                let lt = cx.b.ins().icmp(IntCC::SignedLessThan, a[0], z);
+                let s = cx.b.ins().select(lt, m1, z);
+                Ok(cx.b.ins().select(gt, one, s))
+            }
+        }),
+        Op::Softplus(_) => un(cx, &|cx, l, a| {
+            // max(x, 0) + log(1 + exp(-|x|)): no overflow for large x.
+            let z = cx.fconst(l, 0.0);
+            let one = cx.fconst(l, 1.0);
+            let pos = cx.b.ins().fmax(a[0], z);
+            let ax = cx.b.ins().fabs(a[0]);
+            let nax = cx.b.ins().fneg(ax);
+            let e = math::exp(cx, l, nax);
+            let s = cx.b.ins().fadd(one, e);
+            let lg = math::log(cx, l, s);
+            Ok(cx.b.ins().fadd(pos, lg))
+        }),
+        Op::Softsign(_) => un(cx, &|cx, l, a| {
+            let one = cx.fconst(l, 1.0);
+            let ax = cx.b.ins().fabs(a[0]);
+            let d = cx.b.ins().fadd(one, ax);
+            Ok(cx.b.ins().fdiv(a[0], d))
+        }),
+        Op::Floor(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().floor(a[0]))),
+        Op::Ceil(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().ceil(a[0]))),
+        Op::Round(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().nearest(a[0]))),
+        Op::LeakyRelu(o) => {
+            let alpha = o.alpha;
+            un(cx, &move |cx, l, a| {
+                let z = cx.fconst(l, 0.0);
+                let al = cx.fconst(l, alpha);
+                let neg = cx.b.ins().fmul(a[0], al);
+                let ge = cx.fcmp(FloatCC::GreaterThanOrEqual, a[0], z);
+                Ok(cx.select(l, ge, a[0], neg))
+            })
+        }
+        Op::Elu(o) => {
+            let alpha = o.alpha;
+            un(cx, &move |cx, l, a| {
+                let z = cx.fconst(l, 0.0);
+                let one = cx.fconst(l, 1.0);
+                let al = cx.fconst(l, alpha);
+                let e = math::exp(cx, l, a[0]);
+                let em1 = cx.b.ins().fsub(e, one);
+                let neg = cx.b.ins().fmul(em1, al);
+                let gt = cx.fcmp(FloatCC::GreaterThan, a[0], z);
+                Ok(cx.select(l, gt, a[0], neg))
+            })
+        }
+        Op::HardSigmoid(o) => {
+            let (alpha, beta) = (o.alpha, o.beta);
+            un(cx, &move |cx, l, a| {
+                let al = cx.fconst(l, alpha);
+                let be = cx.fconst(l, beta);
+                let v = cx.fma(a[0], al, be);
+                let z = cx.fconst(l, 0.0);
+                let one = cx.fconst(l, 1.0);
+                let v = cx.b.ins().fmin(v, one);
+                Ok(cx.b.ins().fmax(v, z))
+            })
+        }
+        Op::HardSwish(_) => un(cx, &|cx, l, a| {
+            let al = cx.fconst(l, 1.0 / 6.0);
+            let be = cx.fconst(l, 0.5);
+            let v = cx.fma(a[0], al, be);
+            let z = cx.fconst(l, 0.0);
+            let one = cx.fconst(l, 1.0);
+            let v = cx.b.ins().fmin(v, one);
+            let v = cx.b.ins().fmax(v, z);
+            Ok(cx.b.ins().fmul(a[0], v))
+        }),
+        Op::Gelu(o) => {
+            let tanh_approx = o.approximate == "tanh";
+            un(cx, &move |cx, l, a| {
+                let half = cx.fconst(l, 0.5);
+                let one = cx.fconst(l, 1.0);
+                let inner = if tanh_approx {
+                    let c = cx.fconst(l, 0.044_715);
+                    let k = cx.fconst(l, (2.0f64 / std::f64::consts::PI).sqrt() as f32);
+                    let x2 = cx.b.ins().fmul(a[0], a[0]);
+                    let x3 = cx.b.ins().fmul(x2, a[0]);
+                    let s = cx.fma(x3, c, a[0]);
+                    let s = cx.b.ins().fmul(s, k);
+                    math::tanh(cx, l, s)
+                } else {
+                    let k = cx.fconst(l, std::f32::consts::FRAC_1_SQRT_2);
+                    let s = cx.b.ins().fmul(a[0], k);
+                    math::erf(cx, l, s)
+                };
+                let t = cx.b.ins().fadd(one, inner);
+                let hx = cx.b.ins().fmul(a[0], half);
+                Ok(cx.b.ins().fmul(hx, t))
+            })
+        }
+        Op::Clip(_) => {
+            let lo = if io.opt_input(1).is_some() {
+                Some(const_scalar(io, 1).ok_or("Clip's min must be a constant scalar")?)
+            } else {
+                None
+            };
+            let hi = if io.opt_input(2).is_some() {
+                Some(const_scalar(io, 2).ok_or("Clip's max must be a constant scalar")?)
+            } else {
+                None
+            };
+            un(cx, &move |cx, l, a| {
+                let mut v = a[0];
+                if float {
+                    if let Some(lo) = lo {
+                        let c = cx.fconst(l, lo as f32);
+                        v = cx.b.ins().fmax(v, c);
+                    }
+                    if let Some(hi) = hi {
+                        let c = cx.fconst(l, hi as f32);
+                        v = cx.b.ins().fmin(v, c);
+                    }
+                } else {
+                    let ty = cx.b.func.dfg.value_type(v);
+                    if let Some(lo) = lo {
+                        let c = cx.b.ins().iconst(ty, lo as i64);
+                        v = cx.b.ins().smax(v, c);
+                    }
+                    if let Some(hi) = hi {
+                        let c = cx.b.ins().iconst(ty, hi as i64);
+                        v = cx.b.ins().smin(v, c);
+                    }
+                }
+                Ok(v)
+            })
+        }
+        Op::IsNaN(_) => un(cx, &|cx, _, a| {
+            Ok(cx.b.ins().fcmp(FloatCC::Unordered, a[0], a[0]))
+        }),
+        Op::Not(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().bxor_imm_s(a[0], 1))),
+        Op::Cast(c) => {
+            let (from, to) = (dt, c.to);
+            un(cx, &move |cx, _, a| cast(cx, a[0], from, to))
+        }
+        Op::Identity(_) | Op::Dropout(_) => un(cx, &|_, _, a| Ok(a[0])),
+        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => {
+            let y = io.input(1)?.clone();
+            let op = io.op().clone();
+            map(cx, io, &out, &[&x, &y], &move |cx, _, a| {
+                arith(cx, &op, a[0], a[1], float, signed)
+            })
+        }
+        Op::Mod(o) => {
+            let y = io.input(1)?.clone();
+            let fmod = o.fmod != 0;
+            map_scalar(cx, io, &out, &[&x, &y], &move |cx, _, a| {
+                Ok(if float {
+                    float_mod(cx, a[0], a[1], fmod)
+                } else {
+                    int_mod(cx, a[0], a[1], fmod)
+                })
+            })
+        }
+        Op::Pow(_) => {
+            let y = io.input(1)?.clone();
+            match const_scalar(io, 1) {
+                Some(1.0) => un(cx, &|_, _, a| Ok(a[0])),
+                Some(2.0) => un(cx, &|cx, _, a| Ok(cx.b.ins().fmul(a[0], a[0]))),
+                Some(3.0) => un(cx, &|cx, _, a| {
+                    let s = cx.b.ins().fmul(a[0], a[0]);
+                    Ok(cx.b.ins().fmul(s, a[0]))
+                }),
+                Some(0.5) => un(cx, &|cx, _, a| Ok(cx.b.ins().sqrt(a[0]))),
+                Some(-1.0) => un(cx, &|cx, l, a| {
+                    let one = cx.fconst(l, 1.0);
+                    Ok(cx.b.ins().fdiv(one, a[0]))
+                }),
+                _ => {
+                    if y.dtype != DType::F32 {
+                        return Err("Pow with a non-f32 exponent is not supported".into());
+                    }
+                    map(cx, io, &out, &[&x, &y], &|cx, l, a| {
+                        Ok(math::pow(cx, l, a[0], a[1]))
+                    })
+                }
+            }
+        }
+        Op::PRelu(_) => {
+            let s = io.input(1)?.clone();
+            map(cx, io, &out, &[&x, &s], &|cx, l, a| {
+                let z = cx.fconst(l, 0.0);
+                let neg = cx.b.ins().fmul(a[0], a[1]);
+                let ge = cx.fcmp(FloatCC::GreaterThanOrEqual, a[0], z);
+                Ok(cx.select(l, ge, a[0], neg))
+            })
+        }
+        Op::Equal(_)
+        | Op::Less(_)
+        | Op::Greater(_)
+        | Op::LessOrEqual(_)
+        | Op::GreaterOrEqual(_) => {
+            let y = io.input(1)?.clone();
+            let op = io.op().clone();
+            map(cx, io, &out, &[&x, &y], &move |cx, _, a| {
+                let (fc, ic) = match op {
+                    Op::Equal(_) => (FloatCC::Equal, IntCC::Equal),
+                    Op::Less(_) => (FloatCC::LessThan, IntCC::SignedLessThan),
+                    Op::Greater(_) => (FloatCC::GreaterThan, IntCC::SignedGreaterThan),
+                    Op::LessOrEqual(_) => (FloatCC::LessThanOrEqual, IntCC::SignedLessThanOrEqual),
+                    _ => (FloatCC::GreaterThanOrEqual, IntCC::SignedGreaterThanOrEqual),
+                };
+                Ok(if is_float(cx, a[0]) {
+                    cx.b.ins().fcmp(fc, a[0], a[1])
+                } else {
+                    cx.b.ins().icmp(ic, a[0], a[1])
+                })
+            })
+        }
+        Op::And(_) | Op::Or(_) | Op::Xor(_) => {
+            let y = io.input(1)?.clone();
+            let op = io.op().clone();
+            map(cx, io, &out, &[&x, &y], &move |cx, _, a| {
+                Ok(match op {
+                    Op::And(_) => cx.b.ins().band(a[0], a[1]),
+                    Op::Or(_) => cx.b.ins().bor(a[0], a[1]),
+                    _ => cx.b.ins().bxor(a[0], a[1]),
+                })
+            })
+        }
+        Op::Where(_) => {
+            let a1 = io.input(1)?.clone();
+            let a2 = io.input(2)?.clone();
+            map(cx, io, &out, &[&x, &a1, &a2], &|cx, _, a| {
+                let c = cx.b.ins().icmp_imm_s(IntCC::NotEqual, a[0], 0);
+                Ok(cx.b.ins().select(c, a[1], a[2]))
+            })
+        }
+        Op::Min(_) | Op::Max(_) | Op::Sum(_) | Op::Mean(_) => {
+            let ins: Vec<Operand> = io.ins.iter().flatten().cloned().collect();
+            let refs: Vec<&Operand> = ins.iter().collect();
+            let op = io.op().clone();
+            let n = refs.len();
+            map(cx, io, &out, &refs, &move |cx, l, a| {
+                let mut acc = a[0];
+                for v in &a[1..] {
+                    acc = match (&op, float) {
+                        (Op::Min(_), true) => cx.b.ins().fmin(acc, *v),
+                        (Op::Max(_), true) => cx.b.ins().fmax(acc, *v),
+                        (Op::Min(_), false) => cx.b.ins().smin(acc, *v),
+                        (Op::Max(_), false) => cx.b.ins().smax(acc, *v),
+                        (_, true) => cx.b.ins().fadd(acc, *v),
+                        (_, false) => cx.b.ins().iadd(acc, *v),
+                    };
+                }
+                if matches!(op, Op::Mean(_)) {
+                    if float {
+                        let k = cx.fconst(l, n as f32);
+                        acc = cx.b.ins().fdiv(acc, k);
+                    } else {
+                        acc = safe_div(cx, acc, None, n as i64);
+                    }
+                }
+                Ok(acc)
+            })
+        }
+        op => Err(format!("{} is not an elementwise op", op.op_type())),
+    }
+}
+
+/// `a - trunc(a / b) * b` (fmod) or the remainder with the divisor's sign; the quotient is
+/// truncated without `trunc` (which needs SSE4.1 or a libm call): exact below 2^23.
+fn float_mod(cx: &mut Ctx, a: Value, b: Value, fmod: bool) -> Value {
+    let q = cx.b.ins().fdiv(a, b);
+    let qi = cx.b.ins().fcvt_to_sint_sat(types::I64, q);
+    let qt = cx.b.ins().fcvt_from_sint(types::F32, qi);
+    let aq = cx.b.ins().fabs(q);
+    let big = cx.b.ins().f32const(8_388_608.0);
+    let is_big = cx.b.ins().fcmp(FloatCC::GreaterThanOrEqual, aq, big);
+    let qt = cx.b.ins().select(is_big, q, qt);
+    let p = cx.b.ins().fmul(qt, b);
+    let r = cx.b.ins().fsub(a, p);
+    if fmod {
+        return r;
+    }
+    // Python-style: move a non-zero remainder to the divisor's sign.
+    let zero = cx.b.ins().f32const(0.0);
+    let rn = cx.b.ins().fcmp(FloatCC::LessThan, r, zero);
+    let bn = cx.b.ins().fcmp(FloatCC::LessThan, b, zero);
+    let nz = cx.b.ins().fcmp(FloatCC::NotEqual, r, zero);
+    let differ = cx.b.ins().bxor(rn, bn);
+    let fix = cx.b.ins().band(differ, nz);
+    let rb = cx.b.ins().fadd(r, b);
+    cx.b.ins().select(fix, rb, r)
+}
+
+/// Integer remainder that never traps (a zero divisor gives 0), C or Python sign convention.
+fn int_mod(cx: &mut Ctx, a: Value, b: Value, fmod: bool) -> Value {
+    let ty = cx.b.func.dfg.value_type(a);
+    let zero = cx.b.ins().iconst(ty, 0);
+    let one = cx.b.ins().iconst(ty, 1);
+    let is_zero = cx.b.ins().icmp(IntCC::Equal, b, zero);
+    let is_m1 = cx.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
+    let bad = cx.b.ins().bor(is_zero, is_m1);
+    let sb = cx.b.ins().select(bad, one, b);
+    let r = cx.b.ins().srem(a, sb);
+    let r = cx.b.ins().select(bad, zero, r);
+    if fmod {
+        return r;
+    }
+    let rn = cx.b.ins().icmp(IntCC::SignedLessThan, r, zero);
+    let bn = cx.b.ins().icmp(IntCC::SignedLessThan, b, zero);
+    let nz = cx.b.ins().icmp(IntCC::NotEqual, r, zero);
+    let differ = cx.b.ins().bxor(rn, bn);
+    let fix = cx.b.ins().band(differ, nz);
+    let rb = cx.b.ins().iadd(r, b);
+    cx.b.ins().select(fix, rb, r)
+}
+
+/// Integer division that never traps: a zero divisor gives 0 and `MIN / -1` wraps.
+fn safe_div(cx: &mut Ctx, a: Value, b: Option<Value>, k: i64) -> Value {
+    let ty = cx.b.func.dfg.value_type(a);
+    let b = match b {
+        Some(b) => b,
+        None => cx.b.ins().iconst(ty, k),
+    };
+    let zero = cx.b.ins().iconst(ty, 0);
+    let one = cx.b.ins().iconst(ty, 1);
+    let is_zero = cx.b.ins().icmp(IntCC::Equal, b, zero);
+    let is_m1 = cx.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
+    let safe_b = cx.b.ins().select(is_zero, one, b);
+    let safe_b = cx.b.ins().select(is_m1, one, safe_b);
+    let q = cx.b.ins().sdiv(a, safe_b);
+    let neg = cx.b.ins().ineg(a);
+    let q = cx.b.ins().select(is_m1, neg, q);
+    cx.b.ins().select(is_zero, zero, q)
+}
+
+fn arith(cx: &mut Ctx, op: &Op, a: Value, b: Value, float: bool, _signed: bool) -> R<Value> {
+    Ok(match (op, float) {
+        (Op::Add(_), true) => cx.b.ins().fadd(a, b),
+        (Op::Sub(_), true) => cx.b.ins().fsub(a, b),
+        (Op::Mul(_), true) => cx.b.ins().fmul(a, b),
+        (Op::Div(_), true) => cx.b.ins().fdiv(a, b),
+        (Op::Add(_), false) => cx.b.ins().iadd(a, b),
+        (Op::Sub(_), false) => cx.b.ins().isub(a, b),
+        (Op::Mul(_), false) => cx.b.ins().imul(a, b),
+        (Op::Div(_), false) => safe_div(cx, a, Some(b), 0),
+        (op, _) => return Err(format!("{} is not arithmetic", op.op_type())),
+    })
+}
+
+/// ONNX Cast between the supported dtypes (float → int truncates and saturates; NaN → 0).
+pub(crate) fn cast(cx: &mut Ctx, v: Value, from: DType, to: DType) -> R<Value> {
+    let fk = cast_kind(from).ok_or("unsupported cast source")?;
+    let tk = cast_kind(to).ok_or("unsupported cast target")?;
+    let tty = clif_ty(to).ok_or("unsupported cast target")?;
+    let fty = cx.b.func.dfg.value_type(v);
+    Ok(match (fk, tk) {
+        _ if from == to => v,
+        (0, 0) => {
+            if tty.bits() > fty.bits() {
+                cx.b.ins().fpromote(tty, v)
+            } else {
+                cx.b.ins().fdemote(tty, v)
+            }
+        }
+        (0, 3) => {
+            let z = if fty == types::F64 {
+                cx.b.ins().f64const(0.0)
+            } else {
+                cx.b.ins().f32const(0.0)
+            };
+            cx.b.ins().fcmp(FloatCC::NotEqual, v, z)
+        }
+        (0, 1) => {
+            let w = cx.b.ins().fcvt_to_sint_sat(types::I64, v);
+            narrow(cx, w, tty)
+        }
+        (0, 2) => {
+            let w = cx.b.ins().fcvt_to_uint_sat(types::I64, v);
+            narrow(cx, w, tty)
+        }
+        (1, 0) => {
+            let w = widen(cx, v, true);
+            cx.b.ins().fcvt_from_sint(tty, w)
+        }
+        (2 | 3, 0) => {
+            let w = widen(cx, v, false);
+            cx.b.ins().fcvt_from_uint(tty, w)
+        }
+        (_, 3) => cx.b.ins().icmp_imm_s(IntCC::NotEqual, v, 0),
+        (k, _) => {
+            let w = widen(cx, v, k == 1);
+            narrow(cx, w, tty)
+        }
+    })
+}
+
+fn widen(cx: &mut Ctx, v: Value, signed: bool) -> Value {
+    let ty = cx.b.func.dfg.value_type(v);
+    if ty == types::I64 {
+        v
+    } else if signed {
+        cx.b.ins().sextend(types::I64, v)
+    } else {
+        cx.b.ins().uextend(types::I64, v)
+    }
+}
+
+fn narrow(cx: &mut Ctx, v: Value, ty: types::Type) -> Value {
+    if ty == types::I64 {
+        v
+    } else {
+        cx.b.ins().ireduce(ty, v)
+    }
+}

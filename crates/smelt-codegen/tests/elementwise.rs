@@ -1,0 +1,286 @@
+//! Elementwise ops against references computed independently in the test.
+
+mod common;
+use common::*;
+use smelt_ir::ops;
+use smelt_ir::{DType, Op, Tensor};
+
+fn unary(op: Op, x: &[f32]) -> Vec<f32> {
+    let mut b = G::new();
+    let xi = b.input("x", DType::F32, &[x.len()]);
+    let y = b.node(op, &[xi]);
+    let g = b.finish(&[y]);
+    f32s(&run(&g, &[t32(&[x.len()], x)])[0])
+}
+
+#[test]
+fn relu_neg_abs_and_friends() {
+    let x = [-2.5f32, -1.0, -0.0, 0.0, 0.5, 3.0, 7.25];
+    let want: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+    close(&unary(Op::Relu(ops::Relu {}), &x), &want, 0.0, 0.0);
+    let want: Vec<f32> = x.iter().map(|v| -v).collect();
+    close(&unary(Op::Neg(ops::Neg {}), &x), &want, 0.0, 0.0);
+    let want: Vec<f32> = x.iter().map(|v| v.abs()).collect();
+    close(&unary(Op::Abs(ops::Abs {}), &x), &want, 0.0, 0.0);
+    let want: Vec<f32> = x
+        .iter()
+        .map(|v| if *v >= 0.0 { *v } else { 0.1 * v })
+        .collect();
+    close(
+        &unary(Op::LeakyRelu(ops::LeakyRelu { alpha: 0.1 }), &x),
+        &want,
+        1e-6,
+        0.0,
+    );
+    let want: Vec<f32> = x.iter().map(|v| (0.2 * v + 0.5).clamp(0.0, 1.0)).collect();
+    close(
+        &unary(
+            Op::HardSigmoid(ops::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            }),
+            &x,
+        ),
+        &want,
+        1e-6,
+        1e-7,
+    );
+    let want: Vec<f32> = x
+        .iter()
+        .map(|v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))
+        .collect();
+    close(
+        &unary(Op::HardSwish(ops::HardSwish {}), &x),
+        &want,
+        1e-6,
+        1e-7,
+    );
+    let want: Vec<f32> = x.iter().map(|v| v.abs().sqrt()).collect();
+    let xa: Vec<f32> = x.iter().map(|v| v.abs()).collect();
+    close(&unary(Op::Sqrt(ops::Sqrt {}), &xa), &want, 1e-7, 0.0);
+}
+
+#[test]
+fn transcendental_ops_match_std() {
+    let x = rand(1003, 7, -9.0, 9.0);
+    let check = |op: Op, f: &dyn Fn(f64) -> f64, tol: f32| {
+        let got = unary(op, &x);
+        let want: Vec<f32> = x.iter().map(|v| f(*v as f64) as f32).collect();
+        close(&got, &want, tol, 1e-7);
+    };
+    check(Op::Exp(ops::Exp {}), &|v| v.exp(), 1e-6);
+    check(
+        Op::Sigmoid(ops::Sigmoid {}),
+        &|v| 1.0 / (1.0 + (-v).exp()),
+        1e-6,
+    );
+    check(Op::Tanh(ops::Tanh {}), &|v| v.tanh(), 1e-6);
+    check(
+        Op::Softplus(ops::Softplus {}),
+        &|v| (1.0 + v.exp()).ln(),
+        1e-6,
+    );
+    let got = unary(
+        Op::Gelu(ops::Gelu {
+            approximate: "none".into(),
+        }),
+        &x,
+    );
+    let want: Vec<f32> = x
+        .iter()
+        .map(|v| (0.5 * *v as f64 * (1.0 + erf64(*v as f64 / 2f64.sqrt()))) as f32)
+        .collect();
+    close(&got, &want, 1e-5, 1e-6);
+    // 1 + erf(x/√2) cancels for x << 0: the f32 formula has an absolute error near 1e-7.
+    let got = unary(
+        Op::Gelu(ops::Gelu {
+            approximate: "tanh".into(),
+        }),
+        &x,
+    );
+    let want: Vec<f32> = x
+        .iter()
+        .map(|v| {
+            let v = *v as f64;
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            (0.5 * v * (1.0 + (k * (v + 0.044715 * v * v * v)).tanh())) as f32
+        })
+        .collect();
+    close(&got, &want, 1e-5, 1e-6);
+    let xp: Vec<f32> = x.iter().map(|v| v.abs() + 1e-3).collect();
+    let got = unary(Op::Log(ops::Log {}), &xp);
+    let want: Vec<f32> = xp.iter().map(|v| (*v as f64).ln() as f32).collect();
+    close(&got, &want, 1e-6, 1e-7);
+}
+
+/// erf in f64 by its Taylor series (|x| <= 4) or 1 (beyond: erfc(4) < f32 resolution at 1).
+pub fn erf64(x: f64) -> f64 {
+    if x.abs() > 4.5 {
+        return x.signum();
+    }
+    let mut sum = 0.0;
+    let mut term = x; // x^(2n+1) (-1)^n / n!
+    let mut n = 0.0;
+    while term.abs() > 1e-30 || n < 5.0 {
+        sum += term / (2.0 * n + 1.0);
+        n += 1.0;
+        term *= -x * x / n;
+        if n > 200.0 {
+            break;
+        }
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+#[test]
+fn broadcasting_binary_ops() {
+    // [2,3,4] op [3,1] op-scalar broadcasting, shapes of numpy.
+    let a = rand(24, 1, -2.0, 2.0);
+    let bv = rand(3, 2, 0.5, 2.0);
+    for (k, op) in [
+        Op::Add(ops::Add {}),
+        Op::Sub(ops::Sub {}),
+        Op::Mul(ops::Mul {}),
+        Op::Div(ops::Div {}),
+        Op::Max(ops::Max {}),
+        Op::Min(ops::Min {}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut g = G::new();
+        let x = g.input("a", DType::F32, &[2, 3, 4]);
+        let y = g.input("b", DType::F32, &[3, 1]);
+        let z = g.node(op, &[x, y]);
+        let gr = g.finish(&[z]);
+        let out = run(&gr, &[t32(&[2, 3, 4], &a), t32(&[3, 1], &bv)]);
+        assert_eq!(out[0].dims(), &[2, 3, 4]);
+        let got = f32s(&out[0]);
+        let mut want = vec![];
+        for i in 0..2 {
+            for j in 0..3 {
+                for l in 0..4 {
+                    let p = a[i * 12 + j * 4 + l];
+                    let q = bv[j];
+                    want.push(match k {
+                        0 => p + q,
+                        1 => p - q,
+                        2 => p * q,
+                        3 => p / q,
+                        4 => p.max(q),
+                        _ => p.min(q),
+                    });
+                }
+            }
+        }
+        close(&got, &want, 1e-6, 0.0);
+    }
+}
+
+#[test]
+fn where_and_comparisons_carry_bool_masks() {
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[5]);
+    let y = g.input("y", DType::F32, &[1]);
+    let m = g.node(Op::Less(ops::Less {}), &[x, y]);
+    let w = g.node(Op::Where(ops::Where {}), &[m, x, y]);
+    let e = g.node(Op::Equal(ops::Equal {}), &[x, y]);
+    let gr = g.finish(&[w, e]);
+    let xv = [1.0f32, 5.0, -2.0, 3.0, 4.0];
+    let out = run(&gr, &[t32(&[5], &xv), t32(&[1], &[3.0])]);
+    assert_eq!(f32s(&out[0]), vec![1.0, 3.0, -2.0, 3.0, 3.0]);
+    assert_eq!(out[1].dtype(), DType::Bool);
+    assert_eq!(out[1].bytes().unwrap(), &[0, 0, 0, 1, 0]);
+}
+
+#[test]
+fn variadic_sum_mean_and_clip_and_pow() {
+    let mut g = G::new();
+    let a = g.input("a", DType::F32, &[2, 3]);
+    let b = g.input("b", DType::F32, &[3]);
+    let c = g.input("c", DType::F32, &[2, 1]);
+    let s = g.node(Op::Sum(ops::Sum {}), &[a, b, c]);
+    let m = g.node(Op::Mean(ops::Mean {}), &[a, b, c]);
+    let lo = g.konst(Tensor::scalar(0.0f32));
+    let hi = g.konst(Tensor::scalar(2.0f32));
+    let cl = g.node(Op::Clip(ops::Clip {}), &[s, lo, hi]);
+    let two = g.konst(Tensor::scalar(2.0f32));
+    let p = g.node(Op::Pow(ops::Pow {}), &[a, two]);
+    let e = g.konst(Tensor::scalar(1.5f32));
+    let p2 = g.node(Op::Pow(ops::Pow {}), &[b, e]);
+    let gr = g.finish(&[s, m, cl, p, p2]);
+    let av = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let bv = [0.5f32, -1.0, 2.0];
+    let cv = [10.0f32, -10.0];
+    let out = run(&gr, &[t32(&[2, 3], &av), t32(&[3], &bv), t32(&[2, 1], &cv)]);
+    let mut sum = vec![];
+    for i in 0..2 {
+        for j in 0..3 {
+            sum.push(av[i * 3 + j] + bv[j] + cv[i]);
+        }
+    }
+    close(&f32s(&out[0]), &sum, 1e-6, 0.0);
+    let mean: Vec<f32> = sum.iter().map(|v| v / 3.0).collect();
+    close(&f32s(&out[1]), &mean, 1e-6, 0.0);
+    let clip: Vec<f32> = sum.iter().map(|v| v.clamp(0.0, 2.0)).collect();
+    close(&f32s(&out[2]), &clip, 0.0, 0.0);
+    let sq: Vec<f32> = av.iter().map(|v| v * v).collect();
+    close(&f32s(&out[3]), &sq, 0.0, 0.0);
+    let p15: Vec<f32> = bv.iter().map(|v| v.powf(1.5)).collect();
+    close(&f32s(&out[4]), &p15, 1e-5, 0.0);
+}
+
+#[test]
+fn integer_arithmetic_and_casts() {
+    let mut g = G::new();
+    let a = g.input("a", DType::I64, &[4]);
+    let b = g.input("b", DType::I64, &[4]);
+    let d = g.node(Op::Div(ops::Div {}), &[a, b]);
+    let f = g.node(
+        Op::Cast(ops::Cast {
+            to: DType::F32,
+            saturate: 1,
+        }),
+        &[d],
+    );
+    let gr = g.finish(&[d, f]);
+    let av = [7i64, -7, 9, 5];
+    let bv = [2i64, 2, 0, -1];
+    let ta = Tensor::from_vec(vec![4], &av).unwrap();
+    let tb = Tensor::from_vec(vec![4], &bv).unwrap();
+    let out = run(&gr, &[ta, tb]);
+    // Truncating division; a zero divisor gives 0 rather than a trap.
+    assert_eq!(out[0].to_i64_vec().unwrap(), vec![3, -3, 0, -5]);
+    assert_eq!(f32s(&out[1]), vec![3.0, -3.0, 0.0, -5.0]);
+}
+
+#[test]
+fn mod_follows_the_divisor_or_the_dividend() {
+    let mut g = G::new();
+    let a = g.input("a", DType::I64, &[6]);
+    let b = g.input("b", DType::I64, &[6]);
+    let m0 = g.node(Op::Mod(ops::Mod { fmod: 0 }), &[a, b]);
+    let m1 = g.node(Op::Mod(ops::Mod { fmod: 1 }), &[a, b]);
+    let x = g.input("x", DType::F32, &[4]);
+    let y = g.input("y", DType::F32, &[4]);
+    let f1 = g.node(Op::Mod(ops::Mod { fmod: 1 }), &[x, y]);
+    let gr = g.finish(&[m0, m1, f1]);
+    let av = [7i64, -7, 7, -7, 5, 3];
+    let bv = [3i64, 3, -3, -3, 0, -1];
+    let xv = [5.5f32, -5.5, 5.5, 1e3];
+    let yv = [2.0f32, 2.0, -2.0, 0.7];
+    let out = run(
+        &gr,
+        &[
+            Tensor::from_vec(vec![6], &av).unwrap(),
+            Tensor::from_vec(vec![6], &bv).unwrap(),
+            t32(&[4], &xv),
+            t32(&[4], &yv),
+        ],
+    );
+    // Python's % (sign of the divisor) and C's fmod (sign of the dividend); x % 0 gives 0.
+    assert_eq!(out[0].to_i64_vec().unwrap(), vec![1, 2, -2, -1, 0, 0]);
+    assert_eq!(out[1].to_i64_vec().unwrap(), vec![1, -1, 1, -1, 0, 0]);
+    let want: Vec<f32> = xv.iter().zip(&yv).map(|(a, b)| a % b).collect();
+    close(&f32s(&out[2]), &want, 1e-4, 1e-5);
+}

@@ -1,0 +1,126 @@
+//! Gemm and MatMul against naive f64 products computed in the test.
+
+mod common;
+use common::*;
+use smelt_ir::ops;
+use smelt_ir::{DType, Op};
+
+/// C[m×n] = A·B for row-major matrices, in f64.
+fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            for l in 0..k {
+                c[i * n + j] += a[i * k + l] as f64 * b[l * n + j] as f64;
+            }
+        }
+    }
+    c
+}
+
+fn transpose(x: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut t = vec![0f32; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = x[i * c + j];
+        }
+    }
+    t
+}
+
+#[test]
+fn gemm_all_attribute_combinations_and_odd_sizes() {
+    for &(m, k, n) in &[(1, 64, 10), (5, 7, 9), (4, 8, 8), (13, 3, 17), (2, 1, 3)] {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                for const_b in [false, true] {
+                    let a = rand(m * k, 3, -1.0, 1.0);
+                    let b = rand(k * n, 4, -1.0, 1.0);
+                    let c = rand(n, 5, -1.0, 1.0);
+                    let a_in = if ta { transpose(&a, m, k) } else { a.clone() };
+                    let b_in = if tb { transpose(&b, k, n) } else { b.clone() };
+                    let a_dims = if ta { [k, m] } else { [m, k] };
+                    let b_dims = if tb { [n, k] } else { [k, n] };
+                    let mut g = G::new();
+                    let ai = g.input("a", DType::F32, &a_dims);
+                    let bi = if const_b {
+                        g.cf32(&b_dims, &b_in)
+                    } else {
+                        g.input("b", DType::F32, &b_dims)
+                    };
+                    let ci = g.cf32(&[n], &c);
+                    let y = g.node(
+                        Op::Gemm(ops::Gemm {
+                            alpha: 0.5,
+                            beta: 2.0,
+                            trans_a: ta,
+                            trans_b: tb,
+                        }),
+                        &[ai, bi, ci],
+                    );
+                    let gr = g.finish(&[y]);
+                    let mut ins = vec![t32(&a_dims, &a_in)];
+                    if !const_b {
+                        ins.push(t32(&b_dims, &b_in));
+                    }
+                    let got = f32s(&run(&gr, &ins)[0]);
+                    let ab = naive(&a, &b, m, k, n);
+                    let want: Vec<f32> = (0..m * n)
+                        .map(|i| (0.5 * ab[i] + 2.0 * c[i % n] as f64) as f32)
+                        .collect();
+                    close(&got, &want, 1e-5, 1e-5);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_batched_broadcast_and_vectors() {
+    // [2,1,3,5] x [4,5,6] -> [2,4,3,6]
+    let a = rand(2 * 3 * 5, 8, -1.0, 1.0);
+    let b = rand(4 * 5 * 6, 9, -1.0, 1.0);
+    for const_b in [false, true] {
+        let mut g = G::new();
+        let ai = g.input("a", DType::F32, &[2, 1, 3, 5]);
+        let bi = if const_b {
+            g.cf32(&[4, 5, 6], &b)
+        } else {
+            g.input("b", DType::F32, &[4, 5, 6])
+        };
+        let y = g.node(Op::MatMul(ops::MatMul {}), &[ai, bi]);
+        let gr = g.finish(&[y]);
+        let mut ins = vec![t32(&[2, 1, 3, 5], &a)];
+        if !const_b {
+            ins.push(t32(&[4, 5, 6], &b));
+        }
+        let out = run(&gr, &ins);
+        assert_eq!(out[0].dims(), &[2, 4, 3, 6]);
+        let got = f32s(&out[0]);
+        let mut want = vec![];
+        for i in 0..2 {
+            for j in 0..4 {
+                let c = naive(&a[i * 15..(i + 1) * 15], &b[j * 30..(j + 1) * 30], 3, 5, 6);
+                want.extend(c.iter().map(|v| *v as f32));
+            }
+        }
+        close(&got, &want, 1e-5, 1e-5);
+    }
+    // Vector · matrix and matrix · vector.
+    let v = rand(5, 10, -1.0, 1.0);
+    let mut g = G::new();
+    let vi = g.input("v", DType::F32, &[5]);
+    let mi = g.input("m", DType::F32, &[5, 6]);
+    let ni = g.input("n", DType::F32, &[6, 5]);
+    let y1 = g.node(Op::MatMul(ops::MatMul {}), &[vi, mi]);
+    let y2 = g.node(Op::MatMul(ops::MatMul {}), &[ni, vi]);
+    let gr = g.finish(&[y1, y2]);
+    let mv = rand(30, 11, -1.0, 1.0);
+    let out = run(&gr, &[t32(&[5], &v), t32(&[5, 6], &mv), t32(&[6, 5], &mv)]);
+    assert_eq!(out[0].dims(), &[6]);
+    assert_eq!(out[1].dims(), &[6]);
+    let w1: Vec<f32> = naive(&v, &mv, 1, 5, 6).iter().map(|x| *x as f32).collect();
+    let w2: Vec<f32> = naive(&mv, &v, 6, 5, 1).iter().map(|x| *x as f32).collect();
+    close(&f32s(&out[0]), &w1, 1e-5, 1e-6);
+    close(&f32s(&out[1]), &w2, 1e-5, 1e-6);
+}
