@@ -375,3 +375,152 @@ fn real_models_round_trip() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[derive(Default)]
+struct JitTally {
+    total: usize,
+    passed: usize,
+    failed: Vec<(String, String)>,
+    unsupported: std::collections::BTreeMap<String, usize>,
+    unsupported_tests: usize,
+    compile_refused: Vec<(String, String)>,
+    check_disagrees: Vec<(String, String)>,
+}
+
+fn jit_one(dir: &Path, t: &mut JitTally) {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let data = dir.join("test_data_set_0");
+    let read = guarded(|| {
+        let mut inputs = vec![];
+        let mut expected = vec![];
+        for (prefix, v) in [("input", &mut inputs), ("output", &mut expected)] {
+            for k in 0.. {
+                let p = data.join(format!("{prefix}_{k}.pb"));
+                if !p.exists() {
+                    break;
+                }
+                v.push(
+                    smelt_onnx::read_tensor_file(&p)
+                        .map_err(|e| e.to_string())?
+                        .1,
+                );
+            }
+        }
+        Ok((inputs, expected))
+    });
+    let Ok((inputs, expected)) = read else { return };
+    let Ok(m) = smelt_onnx::load_model(&dir.join("model.onnx")) else {
+        return;
+    };
+    t.total += 1;
+    let unsupported = match guarded(|| Ok(smelt::check_native(&m))) {
+        Ok(u) => u,
+        Err(e) => {
+            t.failed.push((name, format!("check: {e}")));
+            return;
+        }
+    };
+    let shapes: Vec<(String, Vec<usize>)> = m
+        .graph
+        .inputs()
+        .iter()
+        .zip(&inputs)
+        .map(|(v, x)| (m.graph.value(*v).name.clone(), x.dims().to_vec()))
+        .collect();
+    let opts = smelt::codegen::jit::Options {
+        input_shapes: shapes,
+        ..Default::default()
+    };
+    let compiled = guarded(|| smelt::compile_jit(&m, &opts).map_err(|e| e.to_string()));
+    if !unsupported.is_empty() {
+        t.unsupported_tests += 1;
+        let mut ops: Vec<&str> = unsupported.iter().map(|u| u.op.as_str()).collect();
+        ops.sort();
+        ops.dedup();
+        for op in ops {
+            *t.unsupported.entry(op.to_string()).or_default() += 1;
+        }
+        if compiled.is_ok() {
+            t.check_disagrees.push((
+                name,
+                "check reports unsupported nodes but compilation succeeds".into(),
+            ));
+        }
+        return;
+    }
+    let mut cm = match compiled {
+        Ok(c) => c,
+        Err(e) => {
+            t.compile_refused.push((name, e));
+            return;
+        }
+    };
+    let views: Vec<smelt::codegen::jit::TensorView> = inputs.iter().map(Into::into).collect();
+    let out = guarded(|| cm.run(&views).map_err(|e| e.to_string()));
+    match check(out, &expected) {
+        Ok(()) => t.passed += 1,
+        Err(e) => t.failed.push((name, e)),
+    }
+}
+
+/// The native backend on the node-test suite: every test whose ops the JIT takes must
+/// reproduce the suite's expected outputs at its tolerance.
+#[test]
+fn onnx_node_tests_on_the_jit() {
+    let Some(shared) = common::shared() else {
+        eprintln!("skipped: ../shared/onnx-node-tests is absent");
+        return;
+    };
+    let suite = shared.join("onnx-node-tests");
+    let mut dirs: Vec<_> = std::fs::read_dir(&suite)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("model.onnx").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut t = JitTally::default();
+    for d in &dirs {
+        jit_one(d, &mut t);
+    }
+    std::panic::set_hook(hook);
+    let mut report = format!(
+        "| path | tests with tensor data | passed | failed | refused at compile time | unsupported op |\n|---|---:|---:|---:|---:|---:|\n| JIT | {} | {} | {} | {} | {} |\n",
+        t.total,
+        t.passed,
+        t.failed.len(),
+        t.compile_refused.len(),
+        t.unsupported_tests
+    );
+    report.push_str("\nFailures:\n\n");
+    for (n, e) in &t.failed {
+        report.push_str(&format!("- `{n}`: {e}\n"));
+    }
+    report.push_str("\nRefused at compile time (check() found nothing to object to):\n\n");
+    for (n, e) in &t.compile_refused {
+        report.push_str(&format!(
+            "- `{n}`: {}\n",
+            e.lines().next().unwrap_or_default()
+        ));
+    }
+    report.push_str("\nUnsupported ops (tests that contain them):\n\n");
+    for (op, n) in &t.unsupported {
+        report.push_str(&format!("{op} {n}; "));
+    }
+    report.push('\n');
+    eprintln!("{report}");
+    if std::env::var_os("SMELT_WRITE_CONFORMANCE").is_some() {
+        let _ = std::fs::write(common::root().join("target/conformance-jit.md"), &report);
+    }
+    assert!(
+        t.check_disagrees.is_empty(),
+        "smelt check disagrees with compilation: {:?}",
+        t.check_disagrees
+    );
+}

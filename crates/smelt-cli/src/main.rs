@@ -22,13 +22,15 @@ const EXAMPLES: &str = "\
 Examples:
   smelt inspect model.onnx                      inputs, outputs, ops, parameters
   smelt opt model.onnx -o out.onnx --print-ir   round trip through smelt's IR
-  smelt run model.onnx --inputs test_data_set_0 --outputs out/
+  smelt check model.onnx                        what the native backend cannot compile
+  smelt run model.onnx --inputs test_data_set_0 --outputs out/   (native code, or --backend tract)
   smelt verify a.onnx b.onnx --random 8 --seed 1
 
 Exit codes: 0 success, 1 the work failed or was refused, 2 bad usage.";
 
 #[derive(Subcommand)]
 enum Command {
+    Check(cmd::check::Args),
     Inspect(cmd::inspect::Args),
     Opt(cmd::opt::Args),
     Run(cmd::run::Args),
@@ -38,6 +40,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
+        Command::Check(a) => cmd::check::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Opt(a) => cmd::opt::run(a),
         Command::Run(a) => cmd::run::run(a),

@@ -49,6 +49,39 @@ pub enum Error {
     Infer(std::path::PathBuf, String),
 }
 
+/// The graph the native backend compiles: the model's graph after the exact `fold` pass (shape
+/// subgraphs, Identity chains and BatchNormalization disappear). If fold fails, the graph as
+/// it was.
+pub fn native_graph(model: &Model) -> Graph {
+    let mut g = model.graph.clone();
+    if let Ok(p) = smelt_passes::Pipeline::parse("fold") {
+        let run = smelt_passes::RunOptions {
+            verify_ir: false,
+            ..Default::default()
+        };
+        if p.run(&mut g, &mut smelt_passes::PassCtx::new(), &run)
+            .is_err()
+        {
+            g = model.graph.clone();
+        }
+    }
+    g
+}
+
+/// Compiles a model to native code in this process ([`native_graph`], then the JIT).
+pub fn compile_jit(
+    model: &Model,
+    opts: &smelt_codegen::jit::Options,
+) -> Result<smelt_codegen::jit::CompiledModel, smelt_codegen::CodegenError> {
+    smelt_codegen::jit::compile(&native_graph(model), opts)
+}
+
+/// Every node the native backend cannot compile ([`native_graph`], then the backend's check):
+/// exactly what [`compile_jit`] would refuse.
+pub fn check_native(model: &Model) -> Vec<smelt_codegen::Unsupported> {
+    smelt_codegen::check(&native_graph(model))
+}
+
 /// True for paths in smelt's text form (`.smelt`).
 pub fn is_text_path(path: &std::path::Path) -> bool {
     path.extension().is_some_and(|e| e == "smelt")

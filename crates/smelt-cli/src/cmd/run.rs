@@ -7,6 +7,8 @@ use std::process::ExitCode;
 /// Which engine runs the model.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Backend {
+    /// smelt's native code, compiled in process with Cranelift.
+    Jit,
     /// tract, the reference interpreter.
     Tract,
 }
@@ -26,8 +28,11 @@ pub struct Args {
     #[arg(long)]
     outputs: Option<PathBuf>,
     /// The engine to run the model with.
-    #[arg(long, value_enum, default_value = "tract")]
+    #[arg(long, value_enum, default_value = "jit")]
     backend: Backend,
+    /// Bind a symbolic input dim (the default: the shapes of the given inputs): NAME=D,D,..
+    #[arg(long, value_name = "NAME=D,D,..")]
+    input_shape: Vec<String>,
 }
 
 /// Runs the command.
@@ -36,6 +41,32 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let inputs = crate::data::read_inputs(&a.inputs, &m.graph)?;
     let outs = match a.backend {
         Backend::Tract => smelt::verify::run_tract_path(&a.model, &inputs).context("tract")?,
+        Backend::Jit => {
+            let mut shapes = crate::data::parse_input_shapes(&a.input_shape)?;
+            for (v, t) in m.graph.inputs().iter().zip(&inputs) {
+                let name = m.graph.value(*v).name.clone();
+                if !shapes.iter().any(|(n, _)| *n == name) {
+                    shapes.push((name, t.dims().to_vec()));
+                }
+            }
+            let opts = smelt::codegen::jit::Options {
+                input_shapes: shapes,
+                ..Default::default()
+            };
+            let t0 = std::time::Instant::now();
+            let mut cm = smelt::compile_jit(&m, &opts).context("the native backend")?;
+            let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let views: Vec<smelt::codegen::jit::TensorView> =
+                inputs.iter().map(Into::into).collect();
+            let t1 = std::time::Instant::now();
+            let outs = cm.run(&views)?;
+            eprintln!(
+                "jit: compiled in {compile_ms:.1} ms, ran in {:.3} ms, arena {} bytes",
+                t1.elapsed().as_secs_f64() * 1e3,
+                cm.plan().arena_bytes
+            );
+            outs
+        }
     };
     for (k, t) in outs.iter().enumerate() {
         let name = m

@@ -1,0 +1,150 @@
+//! The native backend (JIT) on whole models, against onnxruntime's committed outputs.
+
+mod common;
+
+use smelt::codegen::jit::{Options, TensorView};
+use smelt_verify::{compare_all, Tolerance};
+
+fn options_for(m: &smelt_ir::Model, inputs: &[smelt_ir::Tensor]) -> Options {
+    let shapes = m
+        .graph
+        .inputs()
+        .iter()
+        .zip(inputs)
+        .map(|(v, t)| (m.graph.value(*v).name.clone(), t.dims().to_vec()))
+        .collect();
+    Options {
+        input_shapes: shapes,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn every_fixture_compiles_and_matches_onnxruntime() {
+    let mut failures = vec![];
+    for (name, path, data) in common::fixture_models() {
+        let m = smelt_onnx::load_model(&path).unwrap();
+        let inputs = common::read_numbered(&data, "input");
+        let expected = if name.starts_with("digits_ensemble_member_") {
+            let k = name.trim_start_matches("digits_ensemble_member_");
+            vec![
+                smelt_onnx::read_tensor_file(&data.join(format!("member_{k}_output_0.pb")))
+                    .unwrap()
+                    .1,
+            ]
+        } else {
+            common::read_numbered(&data, "output")
+        };
+        // `smelt check` and compilation agree.
+        let unsupported = smelt::check_native(&m);
+        let compiled = smelt::compile_jit(&m, &options_for(&m, &inputs));
+        assert_eq!(
+            unsupported.is_empty(),
+            compiled.is_ok(),
+            "{name}: check says {unsupported:?}"
+        );
+        let mut cm = match compiled {
+            Ok(c) => c,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        // The memory plan is real: within 10 % of the peak of live bytes.
+        let plan = cm.plan();
+        assert!(
+            plan.arena_bytes as f64 <= 1.1 * plan.lower_bound as f64,
+            "{name}: arena {} > 1.1 x lower bound {}",
+            plan.arena_bytes,
+            plan.lower_bound
+        );
+        let views: Vec<TensorView> = inputs.iter().map(Into::into).collect();
+        let out = cm.run(&views).unwrap();
+        for (k, c) in compare_all(&out, &expected, Tolerance::EXACT)
+            .iter()
+            .enumerate()
+        {
+            if !c.ok() {
+                failures.push(format!("{name}: output {k}: {c:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The whole digits test set through the JIT, against onnxruntime's logits for every image.
+#[test]
+fn digits_test_set_logits_match_onnxruntime() {
+    for (name, dims) in [
+        ("digits_mlp", vec![1, 64]),
+        ("digits_cnn", vec![1, 1, 8, 8]),
+        ("digits_resnet", vec![1, 1, 8, 8]),
+        ("digits_transformer", vec![1, 8, 8]),
+    ] {
+        let m = smelt_onnx::load_model(&common::fixtures().join(name).join("model.onnx")).unwrap();
+        let (xs, _) = common::digits_test(&dims);
+        let reference =
+            smelt_onnx::read_tensor_file(&common::fixtures().join(name).join("test_outputs.pb"))
+                .unwrap()
+                .1;
+        let refs = common::samples(&reference, &[1, 10]);
+        let mut cm = smelt::compile_jit(&m, &options_for(&m, &xs[..1])).unwrap();
+        let mut worst = 0.0f64;
+        for (x, r) in xs.iter().zip(&refs) {
+            let out = cm.run(&[x.into()]).unwrap();
+            let c = smelt_verify::compare(&out[0], r, Tolerance::EXACT);
+            assert!(c.ok(), "{name}: {c:?}");
+            worst = worst.max(c.max_abs);
+        }
+        eprintln!("{name}: 500 images, max abs error vs onnxruntime {worst:.2e}");
+    }
+}
+
+/// Real exported models (see tools/export_real_models.py); skipped when absent.
+#[test]
+fn real_models_on_the_jit() {
+    let data = common::root().join("tests/data/real");
+    let models = common::root().join("target/real-models");
+    let mut names: Vec<_> = std::fs::read_dir(&data)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    for d in names {
+        let name = d
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let model = models.join(&name).join("model.onnx");
+        if !model.exists() {
+            eprintln!(
+                "skipped {name}: {} is absent (run tools/export_real_models.py)",
+                model.display()
+            );
+            continue;
+        }
+        let m = smelt_onnx::load_model(&model).unwrap();
+        let mut sets: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        sets.sort();
+        let first = common::read_numbered(&sets[0], "input");
+        let mut cm = smelt::compile_jit(&m, &options_for(&m, &first))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for set in &sets {
+            let inputs = common::read_numbered(set, "input");
+            let expected = common::read_numbered(set, "output");
+            let views: Vec<TensorView> = inputs.iter().map(Into::into).collect();
+            let out = cm.run(&views).unwrap();
+            for c in compare_all(&out, &expected, Tolerance::EXACT) {
+                assert!(c.ok(), "{name} {}: {c:?}", set.display());
+            }
+        }
+        eprintln!("{name}: ok ({} test set(s))", sets.len());
+    }
+}
