@@ -96,24 +96,7 @@ fn run_one(dir: &Path, t: &mut Tally) {
         Ok(()) => t.round_trips += 1,
         Err(e) => t.round_trip_refused.push((name.clone(), e)),
     }
-    let read = guarded(|| {
-        let mut inputs = vec![];
-        let mut expected = vec![];
-        for (prefix, v) in [("input", &mut inputs), ("output", &mut expected)] {
-            for k in 0.. {
-                let p = data.join(format!("{prefix}_{k}.pb"));
-                if !p.exists() {
-                    break;
-                }
-                v.push(
-                    smelt_onnx::read_tensor_file(&p)
-                        .map_err(|e| e.to_string())?
-                        .1,
-                );
-            }
-        }
-        Ok((inputs, expected))
-    });
+    let read = guarded(|| common::read_test_data(&data));
     let (inputs, expected) = match read {
         Ok(x) => x,
         Err(e) => {
@@ -173,15 +156,8 @@ fn onnx_node_tests_round_trip_through_the_ir() {
         eprintln!("skipped: ../shared/onnx-node-tests is absent");
         return;
     };
-    let suite = shared.join("onnx-node-tests");
-    let mut dirs: Vec<_> = std::fs::read_dir(&suite)
-        .map(|r| {
-            r.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("model.onnx").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
+    let _ = shared;
+    let dirs = common::node_test_dirs().unwrap_or_default();
     // tract prints warnings through panics in some tests; keep the output readable.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
@@ -286,19 +262,7 @@ fn round_trip_with(
 }
 
 fn data_sets(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .map(|r| {
-            r.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_dir()
-                        && p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    common::subdirs(dir, "test_data_set_")
 }
 
 /// The ONNX distribution's light real-architecture models (IR 3, opset 9, weights built by
@@ -335,29 +299,8 @@ fn light_models_round_trip() {
 /// onnxruntime outputs to tests/data/real/ (committed). Models that are absent are skipped.
 #[test]
 fn real_models_round_trip() {
-    let data = common::root().join("tests/data/real");
-    let models = common::root().join("target/real-models");
-    let mut names: Vec<_> = std::fs::read_dir(&data)
-        .map(|r| {
-            r.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_dir())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
     let mut failures = vec![];
-    for d in names {
-        let Some(name) = d.file_name().map(|n| n.to_string_lossy().to_string()) else {
-            continue;
-        };
-        let model = models.join(&name).join("model.onnx");
-        if !model.exists() {
-            eprintln!(
-                "skipped {name}: {} is absent (run tools/export_real_models.py)",
-                model.display()
-            );
-            continue;
-        }
+    for (name, model, d) in common::real_models() {
         // Every op of these models is one smelt types: none may be kept opaque.
         if let Ok(m) = smelt_onnx::load_model(&model) {
             let opaque = smelt::stats::model_stats(&m).opaque_ops;
@@ -393,24 +336,7 @@ fn jit_one(dir: &Path, t: &mut JitTally) {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let data = dir.join("test_data_set_0");
-    let read = guarded(|| {
-        let mut inputs = vec![];
-        let mut expected = vec![];
-        for (prefix, v) in [("input", &mut inputs), ("output", &mut expected)] {
-            for k in 0.. {
-                let p = data.join(format!("{prefix}_{k}.pb"));
-                if !p.exists() {
-                    break;
-                }
-                v.push(
-                    smelt_onnx::read_tensor_file(&p)
-                        .map_err(|e| e.to_string())?
-                        .1,
-                );
-            }
-        }
-        Ok((inputs, expected))
-    });
+    let read = guarded(|| common::read_test_data(&data));
     let Ok((inputs, expected)) = read else { return };
     let Ok(m) = smelt_onnx::load_model(&dir.join("model.onnx")) else {
         return;
@@ -474,15 +400,8 @@ fn onnx_node_tests_on_the_jit() {
         eprintln!("skipped: ../shared/onnx-node-tests is absent");
         return;
     };
-    let suite = shared.join("onnx-node-tests");
-    let mut dirs: Vec<_> = std::fs::read_dir(&suite)
-        .map(|r| {
-            r.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("model.onnx").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
+    let _ = shared;
+    let dirs = common::node_test_dirs().unwrap_or_default();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let mut t = JitTally::default();

@@ -103,36 +103,9 @@ fn digits_test_set_logits_match_onnxruntime() {
 /// Real exported models (see tools/export_real_models.py); skipped when absent.
 #[test]
 fn real_models_on_the_jit() {
-    let data = common::root().join("tests/data/real");
-    let models = common::root().join("target/real-models");
-    let mut names: Vec<_> = std::fs::read_dir(&data)
-        .map(|r| {
-            r.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_dir())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    for d in names {
-        let name = d
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let model = models.join(&name).join("model.onnx");
-        if !model.exists() {
-            eprintln!(
-                "skipped {name}: {} is absent (run tools/export_real_models.py)",
-                model.display()
-            );
-            continue;
-        }
+    for (name, model, d) in common::real_models() {
         let m = smelt_onnx::load_model(&model).unwrap();
-        let mut sets: Vec<_> = std::fs::read_dir(&d)
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        sets.sort();
+        let sets = common::subdirs(&d, "test_data_set_");
         let first = common::read_numbered(&sets[0], "input");
         let mut cm = smelt::compile_jit(&m, &options_for(&m, &first))
             .unwrap_or_else(|e| panic!("{name}: {e}"));

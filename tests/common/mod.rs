@@ -113,3 +113,78 @@ pub fn argmax(t: &Tensor) -> usize {
         .map(|(i, _)| i)
         .unwrap_or(0)
 }
+
+/// The ONNX node-test folders of ../shared/onnx-node-tests, sorted; `None` when absent.
+pub fn node_test_dirs() -> Option<Vec<PathBuf>> {
+    let suite = shared()?.join("onnx-node-tests");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&suite)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model.onnx").exists())
+        .collect();
+    dirs.sort();
+    Some(dirs)
+}
+
+/// The sub-folders of `dir` whose names start with `prefix`, sorted.
+pub fn subdirs(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_dir()
+                        && p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `input_K.pb` and `output_K.pb` of a test-data folder, or why they cannot be read as tensors
+/// (some node tests hold sequences or optionals).
+pub fn read_test_data(dir: &Path) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
+    let mut inputs = vec![];
+    let mut expected = vec![];
+    for (prefix, v) in [("input", &mut inputs), ("output", &mut expected)] {
+        for k in 0.. {
+            let p = dir.join(format!("{prefix}_{k}.pb"));
+            if !p.exists() {
+                break;
+            }
+            v.push(
+                smelt_onnx::read_tensor_file(&p)
+                    .map_err(|e| e.to_string())?
+                    .1,
+            );
+        }
+    }
+    Ok((inputs, expected))
+}
+
+/// The exported real models present on this machine: (name, model file, data folder). Models
+/// are written to target/real-models/ by tools/export_real_models.py (not committed); their
+/// onnxruntime data is committed under tests/data/real/. Absent models are reported as skipped.
+pub fn real_models() -> Vec<(String, PathBuf, PathBuf)> {
+    let mut v = vec![];
+    for d in subdirs(&root().join("tests/data/real"), "") {
+        let Some(name) = d.file_name().map(|n| n.to_string_lossy().to_string()) else {
+            continue;
+        };
+        let model = root()
+            .join("target/real-models")
+            .join(&name)
+            .join("model.onnx");
+        if model.exists() {
+            v.push((name, model, d));
+        } else {
+            eprintln!(
+                "skipped {name}: {} is absent (run tools/export_real_models.py)",
+                model.display()
+            );
+        }
+    }
+    v
+}
