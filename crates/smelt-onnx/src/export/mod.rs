@@ -275,7 +275,14 @@ impl Writer {
                         .first()
                         .map(|s| s.captures().len())
                         .unwrap_or(0);
-                    let explicit = inputs.len().saturating_sub(n_caps);
+                    let mut explicit = inputs.len().saturating_sub(n_caps);
+                    // Trailing absent optional inputs are not written (and an absent `axes` is
+                    // not an attribute to write for old opsets either).
+                    if n_caps == 0 {
+                        while explicit > 0 && inputs[explicit - 1].is_none() {
+                            explicit -= 1;
+                        }
+                    }
                     let consts: Vec<Option<&Tensor>> = inputs[..explicit]
                         .iter()
                         .map(|v| v.and_then(|v| g.const_value(v)))
