@@ -350,7 +350,7 @@ fn pooling_reductions_and_data_movement_match_tract() {
         let axes_t = (!axes.is_empty()).then(|| Tensor::from_vec(vec![axes.len()], &axes).unwrap());
         run_case(
             &format!("reduce case {i}"),
-            one_op(op, &[dims.clone()], vec![axes_t], 1),
+            one_op(op, std::slice::from_ref(&dims), vec![axes_t], 1),
             &mut rng,
             EXACT,
             &mut t,
@@ -365,7 +365,7 @@ fn pooling_reductions_and_data_movement_match_tract() {
             &format!("transpose case {i}"),
             one_op(
                 Op::Transpose(ops::Transpose { perm: Some(perm) }),
-                &[dims.clone()],
+                std::slice::from_ref(&dims),
                 vec![],
                 1,
             ),
@@ -397,7 +397,7 @@ fn pooling_reductions_and_data_movement_match_tract() {
             &format!("softmax case {i}"),
             one_op(
                 Op::Softmax(ops::Softmax { axis: ax }),
-                &[dims.clone()],
+                std::slice::from_ref(&dims),
                 vec![],
                 1,
             ),
@@ -413,7 +413,7 @@ fn pooling_reductions_and_data_movement_match_tract() {
             &format!("slice case {i}"),
             one_op(
                 Op::Slice(ops::Slice {}),
-                &[dims.clone()],
+                std::slice::from_ref(&dims),
                 vec![st(start), st(end), st(axis as i64), st(1)],
                 1,
             ),
@@ -431,7 +431,7 @@ fn pooling_reductions_and_data_movement_match_tract() {
             &format!("gather case {i}"),
             one_op(
                 Op::Gather(ops::Gather { axis: axis as i64 }),
-                &[dims.clone()],
+                std::slice::from_ref(&dims),
                 vec![idx_t],
                 1,
             ),
