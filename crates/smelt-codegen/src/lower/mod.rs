@@ -546,7 +546,19 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
                 Err(format!("Cast from {from} to {} is not supported", c.to))
             }
         }
-        Op::Identity(_) | Op::Dropout(_) => any_in(),
+        Op::Identity(_) => any_in(),
+        Op::Dropout(_) => {
+            // Training-mode dropout draws a random mask: refuse it rather than run it as the
+            // identity (the answer would be wrong).
+            let training = match ins.get(2).copied().flatten() {
+                None => false,
+                Some(v) => g.const_value(v).and_then(|t| t.to_i64_vec()).is_none_or(|b| b.iter().any(|x| *x != 0)),
+            };
+            if training {
+                return Err("Dropout in training mode (random mask) is not supported".into());
+            }
+            any_in()
+        }
         Op::Mod(_) => elementwise::check_numeric(dt(0)),
         Op::Sin(_) | Op::Cos(_) => f32_in(),
         Op::Gemm(_) | Op::MatMul(_) => f32_in(),
