@@ -1,0 +1,290 @@
+//! Conv against a direct f64 convolution written in the test.
+
+mod common;
+use common::*;
+use smelt_ir::ops;
+use smelt_ir::{DType, Op};
+
+struct Case {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    m: usize,
+    kh: usize,
+    kw: usize,
+    s: [usize; 2],
+    d: [usize; 2],
+    pads: [usize; 4], // top, left, bottom, right
+    group: usize,
+    bias: bool,
+}
+
+/// Reference: out[n][m][oh][ow] = b[m] + Σ x[n][g*cpg+ci][oh*s-p+kh*d][ow*s-p+kw*d] w[m][ci][kh][kw].
+fn reference(cs: &Case, x: &[f32], wt: &[f32], b: &[f32]) -> (Vec<f32>, usize, usize) {
+    let oh = (cs.h + cs.pads[0] + cs.pads[2] - (cs.kh - 1) * cs.d[0] - 1) / cs.s[0] + 1;
+    let ow = (cs.w + cs.pads[1] + cs.pads[3] - (cs.kw - 1) * cs.d[1] - 1) / cs.s[1] + 1;
+    let cpg = cs.c / cs.group;
+    let mpg = cs.m / cs.group;
+    let mut out = vec![0f32; cs.n * cs.m * oh * ow];
+    for n in 0..cs.n {
+        for m in 0..cs.m {
+            let g = m / mpg;
+            for y in 0..oh {
+                for z in 0..ow {
+                    let mut acc = if cs.bias { b[m] as f64 } else { 0.0 };
+                    for ci in 0..cpg {
+                        for a in 0..cs.kh {
+                            for e in 0..cs.kw {
+                                let ih = (y * cs.s[0] + a * cs.d[0]) as i64 - cs.pads[0] as i64;
+                                let iw = (z * cs.s[1] + e * cs.d[1]) as i64 - cs.pads[1] as i64;
+                                if ih < 0 || iw < 0 || ih >= cs.h as i64 || iw >= cs.w as i64 {
+                                    continue;
+                                }
+                                let xi = ((n * cs.c + g * cpg + ci) * cs.h + ih as usize) * cs.w
+                                    + iw as usize;
+                                let wi = ((m * cpg + ci) * cs.kh + a) * cs.kw + e;
+                                acc += x[xi] as f64 * wt[wi] as f64;
+                            }
+                        }
+                    }
+                    out[((n * cs.m + m) * oh + y) * ow + z] = acc as f32;
+                }
+            }
+        }
+    }
+    (out, oh, ow)
+}
+
+fn run_case(cs: &Case, one_d: bool, auto_pad: Option<&str>) {
+    let cpg = cs.c / cs.group;
+    let x = rand(cs.n * cs.c * cs.h * cs.w, 21, -1.0, 1.0);
+    let wt = rand(cs.m * cpg * cs.kh * cs.kw, 22, -1.0, 1.0);
+    let b = rand(cs.m, 23, -1.0, 1.0);
+    let (want, oh, ow) = reference(cs, &x, &wt, &b);
+    let mut g = G::new();
+    let (xd, wd): (Vec<usize>, Vec<usize>) = if one_d {
+        (vec![cs.n, cs.c, cs.w], vec![cs.m, cpg, cs.kw])
+    } else {
+        (vec![cs.n, cs.c, cs.h, cs.w], vec![cs.m, cpg, cs.kh, cs.kw])
+    };
+    let xi = g.input("x", DType::F32, &xd);
+    let wi = g.cf32(&wd, &wt);
+    let mut ins = vec![xi, wi];
+    if cs.bias {
+        ins.push(g.cf32(&[cs.m], &b));
+    }
+    let (strides, dil, pads) = if one_d {
+        (
+            vec![cs.s[1] as i64],
+            vec![cs.d[1] as i64],
+            vec![cs.pads[1] as i64, cs.pads[3] as i64],
+        )
+    } else {
+        (
+            cs.s.iter().map(|v| *v as i64).collect(),
+            cs.d.iter().map(|v| *v as i64).collect(),
+            cs.pads.iter().map(|v| *v as i64).collect(),
+        )
+    };
+    let y = g.node(
+        Op::Conv(ops::Conv {
+            auto_pad: auto_pad.unwrap_or("NOTSET").into(),
+            dilations: Some(dil),
+            group: cs.group as i64,
+            kernel_shape: None,
+            pads: if auto_pad.is_some() { None } else { Some(pads) },
+            strides: Some(strides),
+        }),
+        &ins,
+    );
+    let gr = g.finish(&[y]);
+    let out = run(&gr, &[t32(&xd, &x)]);
+    let od: Vec<usize> = if one_d {
+        vec![cs.n, cs.m, ow]
+    } else {
+        vec![cs.n, cs.m, oh, ow]
+    };
+    assert_eq!(out[0].dims(), od.as_slice());
+    close(&f32s(&out[0]), &want, 1e-5, 1e-5);
+}
+
+#[test]
+fn conv2d_pads_strides_dilations_groups() {
+    let cases = [
+        // plain 3x3, pad 1, odd width to hit the border and leftover columns
+        Case {
+            n: 1,
+            c: 3,
+            h: 9,
+            w: 13,
+            m: 6,
+            kh: 3,
+            kw: 3,
+            s: [1, 1],
+            d: [1, 1],
+            pads: [1, 1, 1, 1],
+            group: 1,
+            bias: true,
+        },
+        // stride 2, asymmetric pads, no bias, batch 2
+        Case {
+            n: 2,
+            c: 4,
+            h: 11,
+            w: 20,
+            m: 5,
+            kh: 3,
+            kw: 5,
+            s: [2, 2],
+            d: [1, 1],
+            pads: [0, 2, 1, 1],
+            group: 1,
+            bias: false,
+        },
+        // dilation 2, groups 2
+        Case {
+            n: 1,
+            c: 4,
+            h: 10,
+            w: 19,
+            m: 8,
+            kh: 3,
+            kw: 3,
+            s: [1, 1],
+            d: [2, 2],
+            pads: [2, 2, 2, 2],
+            group: 2,
+            bias: true,
+        },
+        // depthwise
+        Case {
+            n: 1,
+            c: 7,
+            h: 12,
+            w: 17,
+            m: 7,
+            kh: 3,
+            kw: 3,
+            s: [1, 1],
+            d: [1, 1],
+            pads: [1, 1, 1, 1],
+            group: 7,
+            bias: true,
+        },
+        // depthwise stride 2
+        Case {
+            n: 1,
+            c: 5,
+            h: 9,
+            w: 33,
+            m: 5,
+            kh: 3,
+            kw: 3,
+            s: [2, 2],
+            d: [1, 1],
+            pads: [1, 1, 1, 1],
+            group: 5,
+            bias: true,
+        },
+        // 1x1 pointwise
+        Case {
+            n: 1,
+            c: 16,
+            h: 4,
+            w: 24,
+            m: 9,
+            kh: 1,
+            kw: 1,
+            s: [1, 1],
+            d: [1, 1],
+            pads: [0, 0, 0, 0],
+            group: 1,
+            bias: true,
+        },
+        // 7x7 stride 2 stem-like, kernel wider than padding allows on small input
+        Case {
+            n: 1,
+            c: 3,
+            h: 8,
+            w: 8,
+            m: 4,
+            kh: 7,
+            kw: 7,
+            s: [2, 2],
+            d: [1, 1],
+            pads: [3, 3, 3, 3],
+            group: 1,
+            bias: true,
+        },
+        // stride 3
+        Case {
+            n: 1,
+            c: 2,
+            h: 10,
+            w: 40,
+            m: 3,
+            kh: 2,
+            kw: 2,
+            s: [3, 3],
+            d: [1, 1],
+            pads: [0, 0, 0, 0],
+            group: 1,
+            bias: true,
+        },
+    ];
+    for cs in &cases {
+        run_case(cs, false, None);
+    }
+}
+
+#[test]
+fn conv1d_and_auto_pad() {
+    let c = Case {
+        n: 2,
+        c: 3,
+        h: 1,
+        w: 30,
+        m: 5,
+        kh: 1,
+        kw: 5,
+        s: [1, 2],
+        d: [1, 1],
+        pads: [0, 2, 0, 2],
+        group: 1,
+        bias: true,
+    };
+    run_case(&c, true, None);
+    // SAME_UPPER, stride 1, 4x4 kernel: total pad 3 → 1 before, 2 after.
+    let c = Case {
+        n: 1,
+        c: 2,
+        h: 7,
+        w: 9,
+        m: 3,
+        kh: 4,
+        kw: 4,
+        s: [1, 1],
+        d: [1, 1],
+        pads: [1, 1, 2, 2],
+        group: 1,
+        bias: true,
+    };
+    run_case(&c, false, Some("SAME_UPPER"));
+    // SAME_LOWER puts the extra pad before.
+    let c = Case {
+        n: 1,
+        c: 2,
+        h: 7,
+        w: 9,
+        m: 3,
+        kh: 4,
+        kw: 4,
+        s: [1, 1],
+        d: [1, 1],
+        pads: [2, 2, 1, 1],
+        group: 1,
+        bias: true,
+    };
+    run_case(&c, false, Some("SAME_LOWER"));
+}
