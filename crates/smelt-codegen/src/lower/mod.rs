@@ -371,6 +371,34 @@ impl<'a> Ctx<'a> {
     pub fn weights_at(&mut self, off: u64) -> Value {
         self.offset(self.weights, off as i64)
     }
+    /// Runs `body` over `n` contiguous f32 elements: four lanes at a time, then the tail one
+    /// at a time; `body` gets the byte offset of its first element.
+    pub fn vec_loop(
+        &mut self,
+        n: usize,
+        body: &mut dyn FnMut(&mut Self, Lanes, Value) -> R<()>,
+    ) -> R<()> {
+        let nv = n / 4;
+        self.for_n(nv, |cx, i| {
+            let off = cx.b.ins().imul_imm_s(i, 16);
+            body(cx, Lanes::Four, off)
+        })?;
+        for t in nv * 4..n {
+            let off = self.iconst(t as i64 * 4);
+            body(self, Lanes::One, off)?;
+        }
+        Ok(())
+    }
+    /// Horizontal combination of the four lanes of `v` with `f`.
+    pub fn hreduce(&mut self, v: Value, f: fn(&mut Self, Value, Value) -> Value) -> Value {
+        let a = self.b.ins().extractlane(v, 0);
+        let b = self.b.ins().extractlane(v, 1);
+        let c = self.b.ins().extractlane(v, 2);
+        let d = self.b.ins().extractlane(v, 3);
+        let ab = f(self, a, b);
+        let cd = f(self, c, d);
+        f(self, ab, cd)
+    }
     /// The start of the arena.
     pub fn arena(&self) -> Value {
         self.arena

@@ -1,8 +1,211 @@
-//! norm (stub).
+//! Normalisations: BatchNormalization (inference: folded at compile time into one scale and
+//! shift per channel), LayerNormalization (over the trailing axes from `axis`, with the
+//! optional Mean and InvStdDev outputs) and InstanceNormalization (per image and channel).
+//!
+//! Statistics use two passes over contiguous rows (mean, then the mean of squared deviations),
+//! four lanes at a time, then one pass applies `(x - mean) * rstd * scale + bias`.
 
-use super::{Ctx, NodeIo, R};
+use super::reduce::{fold_contig, Fold};
+use super::{axis, Ctx, Lanes, NodeIo, Operand, R};
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use smelt_ir::Op;
 
-/// Lowers the ops of this family.
-pub(crate) fn lower(_cx: &mut Ctx, io: &NodeIo) -> R<()> {
-    Err(format!("{} is not lowered yet", io.op().op_type()))
+/// Mean and `1 / sqrt(var + eps)` of `n` contiguous floats at `p`.
+fn stats(cx: &mut Ctx, p: Value, n: usize, eps: f32) -> R<(Value, Value)> {
+    let s = fold_contig(cx, p, n, Fold::Sum, &|_, _, v| v)?;
+    let k = cx.fconst(Lanes::One, n as f32);
+    let mean = cx.b.ins().fdiv(s, k);
+    let mv = cx.b.ins().splat(types::F32X4, mean);
+    let ss = fold_contig(cx, p, n, Fold::SumSquare, &move |cx, l, v| {
+        let m = if l == Lanes::Four { mv } else { mean };
+        cx.b.ins().fsub(v, m)
+    })?;
+    let var = cx.b.ins().fdiv(ss, k);
+    let e = cx.fconst(Lanes::One, eps);
+    let ve = cx.b.ins().fadd(var, e);
+    let sd = cx.b.ins().sqrt(ve);
+    let one = cx.fconst(Lanes::One, 1.0);
+    let rstd = cx.b.ins().fdiv(one, sd);
+    Ok((mean, rstd))
+}
+
+fn splat_if(cx: &mut Ctx, l: Lanes, v: Value) -> Value {
+    match l {
+        Lanes::One => v,
+        Lanes::Four => cx.b.ins().splat(types::F32X4, v),
+    }
+}
+
+/// Loads lanes of an operand broadcast over a row of `n` (its own size `n` or 1).
+fn row_operand(cx: &mut Ctx, p: Value, len: usize, l: Lanes, off: Value) -> Value {
+    if len == 1 {
+        let s = cx.load(types::F32, p, 0);
+        splat_if(cx, l, s)
+    } else {
+        let a = cx.b.ins().iadd(p, off);
+        cx.load(l.ty(types::F32), a, 0)
+    }
+}
+
+/// Lowers the normalisations.
+pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    match io.op() {
+        Op::BatchNormalization(o) => {
+            let x = io.input(0)?;
+            let y = io.output(0)?;
+            let get = |i: usize| -> R<Vec<f32>> {
+                io.konst(i)
+                    .and_then(|t| t.to_f32_vec())
+                    .ok_or_else(|| "BatchNormalization's parameters must be f32 constants".into())
+            };
+            let (scale, bias, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+            let c = x.dims.get(1).copied().unwrap_or(1);
+            let at = |v: &[f32], i: usize| v.get(i).or(v.first()).copied().unwrap_or(0.0);
+            let mut a = vec![0f32; c];
+            let mut b = vec![0f32; c];
+            for i in 0..c {
+                let k = at(&scale, i) as f64 / (at(&var, i) as f64 + o.epsilon as f64).sqrt();
+                a[i] = k as f32;
+                b[i] = (at(&bias, i) as f64 - at(&mean, i) as f64 * k) as f32;
+            }
+            let n = x.dims.first().copied().unwrap_or(1);
+            let plane: usize = x.dims.iter().skip(2).product();
+            let ap = cx.add_f32s(&a);
+            let bp = cx.add_f32s(&b);
+            let xp = cx.addr(io.g, x)?;
+            let yp = cx.addr(io.g, y)?;
+            let st = (plane * 4) as i64;
+            cx.nest(
+                &[n, c],
+                &[vec![st * c as i64, st], vec![st * c as i64, st], vec![0, 4]],
+                vec![xp, yp, ap],
+                &mut |cx, p| {
+                    let bc = {
+                        let d = cx.b.ins().isub(p[2], ap);
+                        cx.b.ins().iadd(bp, d)
+                    };
+                    let ka = cx.load(types::F32, p[2], 0);
+                    let kb = cx.load(types::F32, bc, 0);
+                    let kav = cx.b.ins().splat(types::F32X4, ka);
+                    let kbv = cx.b.ins().splat(types::F32X4, kb);
+                    let (xr, yr) = (p[0], p[1]);
+                    cx.vec_loop(plane, &mut |cx, l, off| {
+                        let xa = cx.b.ins().iadd(xr, off);
+                        let v = cx.load(l.ty(types::F32), xa, 0);
+                        let (ka, kb) = if l == Lanes::Four {
+                            (kav, kbv)
+                        } else {
+                            (ka, kb)
+                        };
+                        let r = cx.fma(v, ka, kb);
+                        let ya = cx.b.ins().iadd(yr, off);
+                        cx.store(r, ya, 0);
+                        Ok(())
+                    })
+                },
+            )
+        }
+        Op::LayerNormalization(o) => {
+            let x = io.input(0)?;
+            let y = io.output(0)?;
+            let r = x.dims.len();
+            let a = axis(o.axis, r)?;
+            let outer: usize = x.dims[..a].iter().product();
+            let d: usize = x.dims[a..].iter().product();
+            let scale = io.input(1)?;
+            let bias = io.opt_input(2);
+            norm_rows(cx, io, x, y, outer, d, o.epsilon, scale, bias, 0)
+        }
+        Op::InstanceNormalization(o) => {
+            let x = io.input(0)?;
+            let y = io.output(0)?;
+            let n = x.dims.first().copied().unwrap_or(1);
+            let c = x.dims.get(1).copied().unwrap_or(1);
+            let plane: usize = x.dims.iter().skip(2).product();
+            let scale = io.input(1)?;
+            let bias = io.opt_input(2);
+            norm_rows(cx, io, x, y, n * c, plane, o.epsilon, scale, bias, c)
+        }
+        op => Err(format!("{} is not a normalisation", op.op_type())),
+    }
+}
+
+/// Normalises `rows` contiguous rows of `d`. `per_channel == 0`: scale/bias broadcast along
+/// the row (LayerNormalization); else one scale/bias per row, cycling over `per_channel`.
+#[allow(clippy::too_many_arguments)]
+fn norm_rows(
+    cx: &mut Ctx,
+    io: &NodeIo,
+    x: &Operand,
+    y: &Operand,
+    rows: usize,
+    d: usize,
+    eps: f32,
+    scale: &Operand,
+    bias: Option<&Operand>,
+    per_channel: usize,
+) -> R<()> {
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let sp = cx.addr(io.g, scale)?;
+    let bp = match bias {
+        Some(b) => Some((cx.addr(io.g, b)?, b.len())),
+        None => None,
+    };
+    let slen = scale.len();
+    let mean_out = match io.outs.get(1) {
+        Some(Some(o)) => Some(cx.addr(io.g, o)?),
+        _ => None,
+    };
+    let rstd_out = match io.outs.get(2) {
+        Some(Some(o)) => Some(cx.addr(io.g, o)?),
+        _ => None,
+    };
+    let row = (d * 4) as i64;
+    cx.for_n(rows, |cx, i| {
+        let xr = cx.index(xp, i, row);
+        let yr = cx.index(yp, i, row);
+        let (mean, rstd) = stats(cx, xr, d, eps)?;
+        if let Some(m) = mean_out {
+            let a = cx.index(m, i, 4);
+            cx.store(mean, a, 0);
+        }
+        if let Some(m) = rstd_out {
+            let a = cx.index(m, i, 4);
+            cx.store(rstd, a, 0);
+        }
+        let (sp_i, bp_i, slen_i, blen_i) = if per_channel > 0 {
+            let c = cx.b.ins().urem_imm_s(i, per_channel as i64);
+            let s = cx.index(sp, c, 4);
+            let b = bp.map(|(b, _)| cx.index(b, c, 4));
+            (s, b, 1, 1)
+        } else {
+            (sp, bp.map(|b| b.0), slen, bp.map(|b| b.1).unwrap_or(1))
+        };
+        let mv = cx.b.ins().splat(types::F32X4, mean);
+        let rv = cx.b.ins().splat(types::F32X4, rstd);
+        cx.vec_loop(d, &mut |cx, l, off| {
+            let xa = cx.b.ins().iadd(xr, off);
+            let v = cx.load(l.ty(types::F32), xa, 0);
+            let (m, r) = if l == Lanes::Four {
+                (mv, rv)
+            } else {
+                (mean, rstd)
+            };
+            let t = cx.b.ins().fsub(v, m);
+            let t = cx.b.ins().fmul(t, r);
+            let s = row_operand(cx, sp_i, slen_i, l, off);
+            let t = cx.b.ins().fmul(t, s);
+            let t = match bp_i {
+                Some(b) => {
+                    let bv = row_operand(cx, b, blen_i, l, off);
+                    cx.b.ins().fadd(t, bv)
+                }
+                None => t,
+            };
+            let ya = cx.b.ins().iadd(yr, off);
+            cx.store(t, ya, 0);
+            Ok(())
+        })
+    })
 }

@@ -1,13 +1,227 @@
-//! pool (stub).
+//! Pooling: MaxPool, AveragePool (count_include_pad, ceil_mode, dilations, auto_pad) over 1-D
+//! and 2-D windows, and GlobalAveragePool / GlobalMaxPool.
+//!
+//! Windowed pools run one output element at a time with the window unrolled; taps outside the
+//! input read a clamped address and are replaced by the fold's identity, so there is no branch
+//! per tap. Global pools fold each contiguous plane four lanes at a time.
 
-use super::{Ctx, NodeIo, R};
-
-/// Lowers the ops of this family.
-pub(crate) fn lower(_cx: &mut Ctx, io: &NodeIo) -> R<()> {
-    Err(format!("{} is not lowered yet", io.op().op_type()))
-}
+use super::conv::begin_pad;
+use super::reduce::{fold_contig, Fold};
+use super::{Ctx, Lanes, NodeIo, R};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use smelt_ir::{Graph, NodeId, Op};
 
 /// Why a pooling node cannot be lowered, if it cannot.
-pub(crate) fn check(_g: &smelt_ir::Graph, _id: smelt_ir::NodeId) -> R<()> {
+pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
+    let node = g.node(id);
+    if let Op::MaxPool(o) = &node.op {
+        if node.outputs.get(1).is_some_and(|v| !v.name.is_empty()) {
+            return Err("MaxPool's Indices output is not supported".into());
+        }
+        if o.storage_order != 0 {
+            return Err("MaxPool storage_order=1 is not supported".into());
+        }
+    }
+    let k = match &node.op {
+        Op::MaxPool(o) => o.kernel_shape.len(),
+        Op::AveragePool(o) => o.kernel_shape.len(),
+        _ => return Ok(()),
+    };
+    if k == 0 || k > 2 {
+        return Err(format!("{k}-D pooling is not supported (1-D and 2-D are)"));
+    }
     Ok(())
+}
+
+struct Win {
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    pb: [usize; 2],
+    pe: [usize; 2],
+    inp: [usize; 2],
+    out: [usize; 2],
+}
+
+/// Lowers the pooling ops.
+pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    let n = x.dims.first().copied().unwrap_or(1);
+    let c = x.dims.get(1).copied().unwrap_or(1);
+    let planes = n * c;
+    let plane: usize = x.dims.iter().skip(2).product();
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let (max, kernel, strides, pads, dil, auto_pad, include_pad) = match io.op() {
+        Op::GlobalAveragePool(_) | Op::GlobalMaxPool(_) => {
+            let max = matches!(io.op(), Op::GlobalMaxPool(_));
+            return cx.for_n(planes, |cx, i| {
+                let xr = cx.index(xp, i, (plane * 4) as i64);
+                let v = fold_contig(
+                    cx,
+                    xr,
+                    plane,
+                    if max { Fold::Max } else { Fold::Sum },
+                    &|_, _, v| v,
+                )?;
+                let v = if max {
+                    v
+                } else {
+                    let k = cx.fconst(Lanes::One, plane as f32);
+                    cx.b.ins().fdiv(v, k)
+                };
+                let ya = cx.index(yp, i, 4);
+                cx.store(v, ya, 0);
+                Ok(())
+            });
+        }
+        Op::MaxPool(o) => (
+            true,
+            &o.kernel_shape,
+            &o.strides,
+            &o.pads,
+            &o.dilations,
+            &o.auto_pad,
+            false,
+        ),
+        Op::AveragePool(o) => (
+            false,
+            &o.kernel_shape,
+            &o.strides,
+            &o.pads,
+            &o.dilations,
+            &o.auto_pad,
+            o.count_include_pad != 0,
+        ),
+        op => return Err(format!("{} is not a pooling op", op.op_type())),
+    };
+    let sp = kernel.len();
+    let get = |v: &Option<Vec<i64>>, i: usize, def: i64| -> usize {
+        v.as_ref()
+            .and_then(|v| v.get(i).copied())
+            .unwrap_or(def)
+            .max(0) as usize
+    };
+    let in_sp: Vec<usize> = x.dims[2..].to_vec();
+    let out_sp: Vec<usize> = y.dims[2..].to_vec();
+    let mut w = Win {
+        k: [1, 1],
+        s: [1, 1],
+        d: [1, 1],
+        pb: [0, 0],
+        pe: [0, 0],
+        inp: [1, 1],
+        out: [1, 1],
+    };
+    // 1-D pools use the second slot (one row).
+    let off = 2 - sp;
+    for i in 0..sp {
+        let j = i + off;
+        w.k[j] = kernel[i].max(1) as usize;
+        w.s[j] = get(strides, i, 1).max(1);
+        w.d[j] = get(dil, i, 1).max(1);
+        w.inp[j] = in_sp[i];
+        w.out[j] = out_sp[i];
+        let explicit_b = get(pads, i, 0);
+        let explicit_e = get(pads, i + sp, 0);
+        w.pb[j] = begin_pad(auto_pad, w.inp[j], w.k[j], w.s[j], w.d[j], explicit_b);
+        w.pe[j] = if auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER" {
+            let need = ((w.out[j].saturating_sub(1)) * w.s[j] + (w.k[j] - 1) * w.d[j] + 1)
+                .saturating_sub(w.inp[j]);
+            need - w.pb[j]
+        } else if auto_pad == "VALID" {
+            0
+        } else {
+            explicit_e
+        };
+    }
+    let ohw = w.out[0] * w.out[1];
+    cx.for_n(planes, |cx, pl| {
+        let xr = cx.index(xp, pl, (plane * 4) as i64);
+        let yr = cx.index(yp, pl, (ohw * 4) as i64);
+        cx.for_n(w.out[0], |cx, oh| {
+            cx.for_n(w.out[1], |cx, ow| {
+                let v = window(cx, &w, xr, oh, ow, max, include_pad)?;
+                let a = cx.index(yr, oh, (w.out[1] * 4) as i64);
+                let a = cx.index(a, ow, 4);
+                cx.store(v, a, 0);
+                Ok(())
+            })
+        })
+    })
+}
+
+fn window(
+    cx: &mut Ctx,
+    w: &Win,
+    xr: Value,
+    oh: Value,
+    ow: Value,
+    max: bool,
+    include_pad: bool,
+) -> R<Value> {
+    let ident = cx.fconst(Lanes::One, if max { f32::NEG_INFINITY } else { 0.0 });
+    let mut acc = ident;
+    let mut count: Option<Value> = None;
+    let one = cx.fconst(Lanes::One, 1.0);
+    let zero_f = cx.fconst(Lanes::One, 0.0);
+    // Per axis and tap: clamped index, validity, and (for count_include_pad) inside the pads.
+    let mut taps: [Vec<(Value, Value, Value)>; 2] = [vec![], vec![]];
+    for (a, o) in [(0usize, oh), (1usize, ow)] {
+        let base = cx.b.ins().imul_imm_s(o, w.s[a] as i64);
+        for k in 0..w.k[a] {
+            let i =
+                cx.b.ins()
+                    .iadd_imm_s(base, (k * w.d[a]) as i64 - w.pb[a] as i64);
+            let ok =
+                cx.b.ins()
+                    .icmp_imm_u(IntCC::UnsignedLessThan, i, w.inp[a] as i64);
+            let shifted = cx.b.ins().iadd_imm_s(i, w.pb[a] as i64);
+            let in_pad = cx.b.ins().icmp_imm_u(
+                IntCC::UnsignedLessThan,
+                shifted,
+                (w.inp[a] + w.pb[a] + w.pe[a]) as i64,
+            );
+            let zero = cx.iconst(0);
+            let mx = cx.iconst(w.inp[a] as i64 - 1);
+            let c = cx.b.ins().smax(i, zero);
+            let c = cx.b.ins().smin(c, mx);
+            taps[a].push((c, ok, in_pad));
+        }
+    }
+    for (ih, okh, padh) in taps[0].clone() {
+        let rowp = cx.index(xr, ih, (w.inp[1] * 4) as i64);
+        for (iw, okw, padw) in taps[1].clone() {
+            let a = cx.index(rowp, iw, 4);
+            let v = cx.load(types::F32, a, 0);
+            let ok = cx.b.ins().band(okh, okw);
+            let v = cx.b.ins().select(ok, v, ident);
+            acc = if max {
+                cx.b.ins().fmax(acc, v)
+            } else {
+                cx.b.ins().fadd(acc, v)
+            };
+            if !max {
+                let counted = if include_pad {
+                    cx.b.ins().band(padh, padw)
+                } else {
+                    ok
+                };
+                let inc = cx.b.ins().select(counted, one, zero_f);
+                count = Some(match count {
+                    Some(c) => cx.b.ins().fadd(c, inc),
+                    None => inc,
+                });
+            }
+        }
+    }
+    Ok(match count {
+        Some(c) => {
+            let c = cx.b.ins().fmax(c, one);
+            cx.b.ins().fdiv(acc, c)
+        }
+        None => acc,
+    })
 }

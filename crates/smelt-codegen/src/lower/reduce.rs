@@ -1,8 +1,286 @@
-//! reduce (stub).
+//! Reductions: ReduceMean/Sum/Max/Min/Prod/L1/L2/SumSquare/LogSumExp over any axes, and
+//! ArgMax/ArgMin along one axis.
+//!
+//! The output loops over the kept dims; each output element folds its reduced elements. When
+//! the reduced dims are the trailing, contiguous ones (the common case: last-axis reductions,
+//! global pooling) the fold runs four lanes at a time ([`fold_contig`]); otherwise it walks the
+//! reduced dims with their strides one element at a time.
 
-use super::{Ctx, NodeIo, R};
+use super::{axis, strides, Ctx, Lanes, NodeIo, R};
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+use smelt_ir::Op;
 
-/// Lowers the ops of this family.
-pub(crate) fn lower(_cx: &mut Ctx, io: &NodeIo) -> R<()> {
-    Err(format!("{} is not lowered yet", io.op().op_type()))
+/// How elements fold into an accumulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fold {
+    Sum,
+    Max,
+    Min,
+    Prod,
+    SumAbs,
+    SumSquare,
+}
+
+impl Fold {
+    fn init(self) -> f32 {
+        match self {
+            Fold::Sum | Fold::SumAbs | Fold::SumSquare => 0.0,
+            Fold::Max => f32::NEG_INFINITY,
+            Fold::Min => f32::INFINITY,
+            Fold::Prod => 1.0,
+        }
+    }
+    fn step(self, cx: &mut Ctx, acc: Value, x: Value) -> Value {
+        match self {
+            Fold::Sum => cx.b.ins().fadd(acc, x),
+            Fold::Max => cx.b.ins().fmax(acc, x),
+            Fold::Min => cx.b.ins().fmin(acc, x),
+            Fold::Prod => cx.b.ins().fmul(acc, x),
+            Fold::SumAbs => {
+                let a = cx.b.ins().fabs(x);
+                cx.b.ins().fadd(acc, a)
+            }
+            Fold::SumSquare => cx.fma(x, x, acc),
+        }
+    }
+    fn combine(self, cx: &mut Ctx, a: Value, b: Value) -> Value {
+        match self {
+            Fold::Max => cx.b.ins().fmax(a, b),
+            Fold::Min => cx.b.ins().fmin(a, b),
+            Fold::Prod => cx.b.ins().fmul(a, b),
+            _ => cx.b.ins().fadd(a, b),
+        }
+    }
+}
+
+/// Folds `n` contiguous f32 at `ptr` (four lanes at a time); `map` transforms each element
+/// first. Returns the scalar result.
+pub(crate) fn fold_contig(
+    cx: &mut Ctx,
+    ptr: Value,
+    n: usize,
+    fold: Fold,
+    map: &dyn Fn(&mut Ctx, Lanes, Value) -> Value,
+) -> R<Value> {
+    let init_v = cx.fconst(Lanes::Four, fold.init());
+    let init_s = cx.fconst(Lanes::One, fold.init());
+    let vacc = cx.var(types::F32X4, init_v);
+    let sacc = cx.var(types::F32, init_s);
+    cx.vec_loop(n, &mut |cx, l, off| {
+        let a = cx.b.ins().iadd(ptr, off);
+        let x = cx.load(l.ty(types::F32), a, 0);
+        let x = map(cx, l, x);
+        let var = if l == Lanes::Four { vacc } else { sacc };
+        let acc = cx.b.use_var(var);
+        let r = fold.step(cx, acc, x);
+        cx.b.def_var(var, r);
+        Ok(())
+    })?;
+    let v = cx.b.use_var(vacc);
+    let h = match fold {
+        Fold::Max => cx.hreduce(v, |cx, a, b| cx.b.ins().fmax(a, b)),
+        Fold::Min => cx.hreduce(v, |cx, a, b| cx.b.ins().fmin(a, b)),
+        Fold::Prod => cx.hreduce(v, |cx, a, b| cx.b.ins().fmul(a, b)),
+        _ => cx.hreduce(v, |cx, a, b| cx.b.ins().fadd(a, b)),
+    };
+    let s = cx.b.use_var(sacc);
+    Ok(fold.combine(cx, h, s))
+}
+
+/// Lowers the reductions.
+pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let x = io.input(0)?.clone();
+    let y = io.output(0)?.clone();
+    let r = x.dims.len();
+    let (fold, post, keep_arg): (Fold, u8, Option<(i64, bool, bool)>) = match io.op() {
+        Op::ReduceMean(_) => (Fold::Sum, 1, None),
+        Op::ReduceSum(_) => (Fold::Sum, 0, None),
+        Op::ReduceMax(_) => (Fold::Max, 0, None),
+        Op::ReduceMin(_) => (Fold::Min, 0, None),
+        Op::ReduceProd(_) => (Fold::Prod, 0, None),
+        Op::ReduceL1(_) => (Fold::SumAbs, 0, None),
+        Op::ReduceL2(_) => (Fold::SumSquare, 2, None),
+        Op::ReduceSumSquare(_) => (Fold::SumSquare, 0, None),
+        Op::ReduceLogSumExp(_) => (Fold::Max, 3, None),
+        Op::ArgMax(o) => (Fold::Max, 0, Some((o.axis, true, o.select_last_index != 0))),
+        Op::ArgMin(o) => (
+            Fold::Min,
+            0,
+            Some((o.axis, false, o.select_last_index != 0)),
+        ),
+        op => return Err(format!("{} is not a reduction", op.op_type())),
+    };
+    if let Some((a, max, last)) = keep_arg {
+        return arg(cx, io, axis(a, r)?, max, last);
+    }
+    let (keepdims, noop) = reduce_attrs(io.op());
+    let axes: Vec<usize> = match io.opt_input(1) {
+        Some(_) => io
+            .const_ints(1)
+            .ok_or("reduction axes must be constant")?
+            .iter()
+            .map(|a| axis(*a, r))
+            .collect::<R<_>>()?,
+        None => vec![],
+    };
+    // keepdims only changes the output's dims, which binding already fixed.
+    let _ = keepdims;
+    let axes: Vec<usize> = if axes.is_empty() {
+        if noop {
+            return super::shape::copy(cx, io.g, &x, &y);
+        }
+        (0..r).collect()
+    } else {
+        axes
+    };
+    let xs = strides(&x.dims);
+    let kept: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
+    let kdims: Vec<usize> = kept.iter().map(|a| x.dims[*a]).collect();
+    let rdims: Vec<usize> = axes.iter().map(|a| x.dims[*a]).collect();
+    let count: usize = rdims.iter().product();
+    let trailing = axes.iter().all(|a| *a >= r - axes.len()) && {
+        let mut s = axes.clone();
+        s.sort();
+        s.dedup();
+        s.len() == axes.len()
+    };
+    let xp = cx.addr(io.g, &x)?;
+    let yp = cx.addr(io.g, &y)?;
+    let kst: Vec<i64> = kept.iter().map(|a| xs[*a] * 4).collect();
+    let yst: Vec<i64> = strides(&kdims).iter().map(|s| s * 4).collect();
+    let rst: Vec<i64> = axes.iter().map(|a| xs[*a] * 4).collect();
+    cx.nest(&kdims, &[kst, yst], vec![xp, yp], &mut |cx, p| {
+        let m = if post == 3 {
+            // log-sum-exp: max first, then sum of exp(x - max).
+            let mx = fold_general(
+                cx,
+                p[0],
+                &rdims,
+                &rst,
+                trailing,
+                count,
+                Fold::Max,
+                &|_, _, v| v,
+            )?;
+            let s = fold_general(
+                cx,
+                p[0],
+                &rdims,
+                &rst,
+                trailing,
+                count,
+                Fold::Sum,
+                &move |cx, l, v| {
+                    let m = match l {
+                        Lanes::One => mx,
+                        Lanes::Four => cx.b.ins().splat(types::F32X4, mx),
+                    };
+                    let d = cx.b.ins().fsub(v, m);
+                    super::math::exp(cx, l, d)
+                },
+            )?;
+            let lg = super::math::log(cx, Lanes::One, s);
+            cx.b.ins().fadd(lg, mx)
+        } else {
+            let v = fold_general(cx, p[0], &rdims, &rst, trailing, count, fold, &|_, _, v| v)?;
+            match post {
+                1 => {
+                    let k = cx.fconst(Lanes::One, count as f32);
+                    cx.b.ins().fdiv(v, k)
+                }
+                2 => cx.b.ins().sqrt(v),
+                _ => v,
+            }
+        };
+        cx.store(m, p[1], 0);
+        Ok(())
+    })
+}
+
+fn reduce_attrs(op: &Op) -> (bool, bool) {
+    let (k, n) = match op {
+        Op::ReduceMean(o) => (o.keepdims, o.noop_with_empty_axes),
+        Op::ReduceSum(o) => (o.keepdims, o.noop_with_empty_axes),
+        Op::ReduceMax(o) => (o.keepdims, o.noop_with_empty_axes),
+        Op::ReduceMin(o) => (o.keepdims, o.noop_with_empty_axes),
+        Op::ReduceProd(o) => (o.keepdims, o.noop_with_empty_axes),
+        Op::ReduceL1(o) => (o.keepdims, o.noop_with_empty_axes),
+        Op::ReduceL2(o) => (o.keepdims, o.noop_with_empty_axes),
+        Op::ReduceSumSquare(o) => (o.keepdims, o.noop_with_empty_axes),
+        Op::ReduceLogSumExp(o) => (o.keepdims, o.noop_with_empty_axes),
+        _ => (1, 0),
+    };
+    (k != 0, n != 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fold_general(
+    cx: &mut Ctx,
+    base: Value,
+    rdims: &[usize],
+    rst: &[i64],
+    trailing: bool,
+    count: usize,
+    fold: Fold,
+    map: &dyn Fn(&mut Ctx, Lanes, Value) -> Value,
+) -> R<Value> {
+    if trailing {
+        return fold_contig(cx, base, count, fold, map);
+    }
+    let init = cx.fconst(Lanes::One, fold.init());
+    let acc = cx.var(types::F32, init);
+    cx.nest(rdims, &[rst.to_vec()], vec![base], &mut |cx, p| {
+        let v = cx.load(types::F32, p[0], 0);
+        let v = map(cx, Lanes::One, v);
+        let a = cx.b.use_var(acc);
+        let r = fold.step(cx, a, v);
+        cx.b.def_var(acc, r);
+        Ok(())
+    })?;
+    Ok(cx.b.use_var(acc))
+}
+
+/// ArgMax / ArgMin along one axis (first index of the extreme, or the last).
+fn arg(cx: &mut Ctx, io: &NodeIo, a: usize, max: bool, last: bool) -> R<()> {
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    let outer: usize = x.dims[..a].iter().product();
+    let d = x.dims[a];
+    let inner: usize = x.dims[a + 1..].iter().product();
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    cx.nest(
+        &[outer, inner],
+        &[vec![(d * inner * 4) as i64, 4], vec![(inner * 8) as i64, 8]],
+        vec![xp, yp],
+        &mut |cx, p| {
+            let first = cx.load(types::F32, p[0], 0);
+            let best = cx.var(types::F32, first);
+            let zero = cx.iconst(0);
+            let at = cx.var(types::I64, zero);
+            let src = p[0];
+            cx.for_n(d, |cx, i| {
+                let ad = cx.index(src, i, (inner * 4) as i64);
+                let v = cx.load(types::F32, ad, 0);
+                let b = cx.b.use_var(best);
+                let cc = match (max, last) {
+                    (true, false) => FloatCC::GreaterThan,
+                    (true, true) => FloatCC::GreaterThanOrEqual,
+                    (false, false) => FloatCC::LessThan,
+                    (false, true) => FloatCC::LessThanOrEqual,
+                };
+                let better = cx.b.ins().fcmp(cc, v, b);
+                let nb = cx.b.ins().select(better, v, b);
+                let cur = cx.b.use_var(at);
+                let na = cx.b.ins().select(better, i, cur);
+                cx.b.def_var(best, nb);
+                cx.b.def_var(at, na);
+                Ok(())
+            })?;
+            let r = cx.b.use_var(at);
+            cx.store(r, p[1], 0);
+            Ok(())
+        },
+    )
 }
