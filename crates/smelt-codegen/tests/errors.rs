@@ -1,0 +1,145 @@
+//! Refusals: unsupported nodes are all listed at once (and `check` agrees), inputs are checked
+//! before native code runs, symbolic dims bind from the given shapes or stop compilation with
+//! the value named.
+
+mod common;
+use common::*;
+use smelt_codegen::jit::{compile, Options, TensorView};
+use smelt_codegen::{check, CodegenError};
+use smelt_ir::ops::{self, OpaqueOp};
+use smelt_ir::{DType, Dim, Op, TensorType, Type};
+
+#[test]
+fn every_unsupported_node_is_listed_and_check_agrees() {
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[4]);
+    let a = g.node(
+        Op::Opaque(OpaqueOp {
+            domain: "com.example".into(),
+            op_type: "Frobnicate".into(),
+            attrs: vec![],
+        }),
+        &[x],
+    );
+    let r = g.node(Op::Relu(ops::Relu {}), &[x]);
+    let b = g.node(Op::Sin(ops::Sin {}), &[r]);
+    let mut gr = g.g;
+    // The opaque op's output type is declared, as an importer would.
+    gr.set_value_type(a, Type::tensor(DType::F32, &[4]));
+    gr.set_outputs(vec![a, b]).unwrap();
+    smelt_ir::infer::infer_graph(&mut gr).unwrap();
+    let listed = check(&gr);
+    let names: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|u| (u.node.as_str(), u.op.as_str()))
+        .collect();
+    assert_eq!(names, vec![("n1", "Frobnicate"), ("n3", "Sin")]);
+    match compile(&gr, &Options::default()) {
+        Err(CodegenError::Unsupported { nodes }) => {
+            let got: Vec<(String, String)> = nodes
+                .iter()
+                .map(|(n, o, _)| (n.clone(), o.clone()))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("n1".to_string(), "Frobnicate".to_string()),
+                    ("n3".to_string(), "Sin".to_string())
+                ]
+            );
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("compiled an unsupported graph"),
+    }
+}
+
+#[test]
+fn wrong_inputs_are_refused_before_running() {
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[2, 3]);
+    let y = g.node(Op::Relu(ops::Relu {}), &[x]);
+    let gr = g.finish(&[y]);
+    let mut m = compile(&gr, &Options::default()).unwrap();
+    let bad_shape = t32(&[3, 2], &[0.0; 6]);
+    let e = m.run(&[TensorView::from(&bad_shape)]).unwrap_err();
+    assert!(matches!(e, CodegenError::BadInput { index: 0, .. }), "{e}");
+    assert!(e.to_string().contains("f32[2,3]"), "{e}");
+    let bad_type = smelt_ir::Tensor::from_vec(vec![2, 3], &[0i32; 6]).unwrap();
+    assert!(m.run(&[TensorView::from(&bad_type)]).is_err());
+    let short = TensorView {
+        dtype: DType::F32,
+        dims: &[2, 3],
+        data: &[0u8; 20],
+    };
+    assert!(m.run(&[short]).is_err());
+    assert!(m.run(&[]).is_err());
+    // run_into: wrong output size is refused; the right one works without allocating.
+    let ok = t32(&[2, 3], &[-1.0, 2.0, -3.0, 4.0, -5.0, 6.0]);
+    let mut small = [0u8; 8];
+    assert!(m
+        .run_into(&[TensorView::from(&ok)], &mut [&mut small[..]])
+        .is_err());
+    let mut buf = [0u8; 24];
+    m.run_into(&[TensorView::from(&ok)], &mut [&mut buf[..]])
+        .unwrap();
+    let vals: Vec<f32> = buf
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(vals, vec![0.0, 2.0, 0.0, 4.0, 0.0, 6.0]);
+}
+
+fn symbolic_graph() -> smelt_ir::Graph {
+    let mut g = smelt_ir::Graph::new("sym");
+    let x = g.add_input(
+        "x",
+        Type::Tensor(TensorType {
+            dtype: Some(DType::F32),
+            shape: Some(vec![Dim::Sym("batch".into()), Dim::Known(3)]),
+        }),
+    );
+    let id = g
+        .add_node(
+            "r",
+            Op::Relu(ops::Relu {}),
+            &[Some(x)],
+            vec![smelt_ir::Value {
+                name: "y".into(),
+                ty: Type::Unknown,
+            }],
+        )
+        .unwrap();
+    g.set_outputs(vec![smelt_ir::ValueId::new(id, 0)]).unwrap();
+    smelt_ir::infer::infer_graph(&mut g).unwrap();
+    g
+}
+
+#[test]
+fn symbolic_dims_bind_or_name_the_value() {
+    let g = symbolic_graph();
+    match compile(&g, &Options::default()) {
+        Err(CodegenError::UnboundShape { value, .. }) => assert_eq!(value, "x"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("compiled with an unbound dim"),
+    }
+    let opts = Options {
+        input_shapes: vec![("x".into(), vec![2, 3])],
+        ..Options::default()
+    };
+    let mut m = compile(&g, &opts).unwrap();
+    assert_eq!(m.outputs()[0].dims, vec![2, 3]);
+    let x = t32(&[2, 3], &[-1.0, 1.0, -2.0, 2.0, -3.0, 3.0]);
+    let out = m.run(&[TensorView::from(&x)]).unwrap();
+    assert_eq!(f32s(&out[0]), vec![0.0, 1.0, 0.0, 2.0, 0.0, 3.0]);
+    // A shape that contradicts a known extent, or an unknown input name, is refused.
+    let bad = Options {
+        input_shapes: vec![("x".into(), vec![2, 4])],
+        ..Options::default()
+    };
+    assert!(matches!(compile(&g, &bad), Err(CodegenError::Bind(_))));
+    let bad = Options {
+        input_shapes: vec![("nope".into(), vec![2, 3])],
+        ..Options::default()
+    };
+    assert!(matches!(compile(&g, &bad), Err(CodegenError::Bind(_))));
+}

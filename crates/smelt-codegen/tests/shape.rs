@@ -1,0 +1,190 @@
+//! Data-movement ops against index arithmetic written in the test.
+
+mod common;
+use common::*;
+use smelt_ir::ops;
+use smelt_ir::{DType, Op, Tensor};
+
+fn seq(n: usize) -> Vec<f32> {
+    (0..n).map(|i| i as f32).collect()
+}
+
+#[test]
+fn transpose_concat_split_slice() {
+    let x = seq(24);
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[2, 3, 4]);
+    let t = g.node(
+        Op::Transpose(ops::Transpose {
+            perm: Some(vec![2, 0, 1]),
+        }),
+        &[xi],
+    );
+    let c = g.node(Op::Concat(ops::Concat { axis: 1 }), &[xi, xi]);
+    let sizes = g.ci64(&[1, 3]);
+    let sp = g.node_n(
+        Op::Split(ops::Split {
+            axis: -1,
+            num_outputs: None,
+        }),
+        &[Some(xi), Some(sizes)],
+        2,
+    );
+    let st = g.ci64(&[-1, 3]);
+    let en = g.ci64(&[-100, 0]);
+    let ax = g.ci64(&[1, 2]);
+    let stp = g.ci64(&[-1, -2]);
+    let sl = g.node(Op::Slice(ops::Slice {}), &[xi, st, en, ax, stp]);
+    let gr = g.finish(&[t, c, sp[0], sp[1], sl]);
+    let out = run(&gr, &[t32(&[2, 3, 4], &x)]);
+    let at = |i: usize, j: usize, k: usize| x[(i * 3 + j) * 4 + k];
+    // Transpose perm (2,0,1): out[k][i][j] = x[i][j][k].
+    let mut want = vec![];
+    for k in 0..4 {
+        for i in 0..2 {
+            for j in 0..3 {
+                want.push(at(i, j, k));
+            }
+        }
+    }
+    assert_eq!(out[0].dims(), &[4, 2, 3]);
+    assert_eq!(f32s(&out[0]), want);
+    let mut want = vec![];
+    for i in 0..2 {
+        for _ in 0..2 {
+            for j in 0..3 {
+                for k in 0..4 {
+                    want.push(at(i, j, k));
+                }
+            }
+        }
+    }
+    assert_eq!(f32s(&out[1]), want);
+    let a: Vec<f32> = (0..6).map(|r| x[r * 4]).collect();
+    let b: Vec<f32> = (0..6)
+        .flat_map(|r| (1..4).map(move |k| (r * 4 + k) as f32))
+        .collect();
+    assert_eq!(f32s(&out[2]), a);
+    assert_eq!(f32s(&out[3]), b);
+    // Slice axis 1 from the end backwards, axis 2 from 3 down by 2 (3, 1).
+    let mut want = vec![];
+    for i in 0..2 {
+        for j in [2, 1, 0] {
+            for k in [3, 1] {
+                want.push(at(i, j, k));
+            }
+        }
+    }
+    assert_eq!(out[4].dims(), &[2, 3, 2]);
+    assert_eq!(f32s(&out[4]), want);
+}
+
+#[test]
+fn gather_expand_tile() {
+    let x = seq(12);
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[3, 4]);
+    let idx = g.konst(Tensor::from_vec(vec![2, 2], &[2i64, -3, 1, 2]).unwrap());
+    let ga = g.node(Op::Gather(ops::Gather { axis: 0 }), &[xi, idx]);
+    let idx1 = g.konst(Tensor::from_vec(vec![2], &[3i64, 0]).unwrap());
+    let gb = g.node(Op::Gather(ops::Gather { axis: 1 }), &[xi, idx1]);
+    let shape = g.ci64(&[2, 3, 4]);
+    let ex = g.node(Op::Expand(ops::Expand {}), &[xi, shape]);
+    let reps = g.ci64(&[2, 1]);
+    let ti = g.node(Op::Tile(ops::Tile {}), &[xi, reps]);
+    let gr = g.finish(&[ga, gb, ex, ti]);
+    let out = run(&gr, &[t32(&[3, 4], &x)]);
+    let row = |r: usize| x[r * 4..r * 4 + 4].to_vec();
+    assert_eq!(out[0].dims(), &[2, 2, 4]);
+    assert_eq!(f32s(&out[0]), [row(2), row(0), row(1), row(2)].concat());
+    assert_eq!(f32s(&out[1]), vec![3.0, 0.0, 7.0, 4.0, 11.0, 8.0]);
+    assert_eq!(f32s(&out[2]), [x.clone(), x.clone()].concat());
+    assert_eq!(f32s(&out[3]), [x.clone(), x.clone()].concat());
+}
+
+#[test]
+fn pad_constant_edge_reflect() {
+    let x = seq(6); // [2,3]
+    for mode in ["constant", "edge", "reflect"] {
+        let mut g = G::new();
+        let xi = g.input("x", DType::F32, &[2, 3]);
+        let pads = g.ci64(&[1, 2, 0, 1]);
+        let v = g.konst(Tensor::scalar(-1.0f32));
+        let p = g.node(Op::Pad(ops::Pad { mode: mode.into() }), &[xi, pads, v]);
+        let gr = g.finish(&[p]);
+        let out = run(&gr, &[t32(&[2, 3], &x)]);
+        assert_eq!(out[0].dims(), &[3, 6]);
+        let src = |i: i64, n: i64| -> Option<i64> {
+            if (0..n).contains(&i) {
+                return Some(i);
+            }
+            match mode {
+                "edge" => Some(i.clamp(0, n - 1)),
+                "reflect" => Some(if i < 0 { -i } else { 2 * (n - 1) - i }),
+                _ => None,
+            }
+        };
+        let mut want = vec![];
+        for i in 0..3i64 {
+            for j in 0..6i64 {
+                want.push(match (src(i - 1, 2), src(j - 2, 3)) {
+                    (Some(a), Some(b)) => x[(a * 3 + b) as usize],
+                    _ => -1.0,
+                });
+            }
+        }
+        assert_eq!(f32s(&out[0]), want, "{mode}");
+    }
+}
+
+#[test]
+fn reshapes_alias_inside_and_copy_at_outputs() {
+    let x = seq(12);
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[3, 4]);
+    let s = g.ci64(&[2, -1]);
+    let r = g.node(Op::Reshape(ops::Reshape { allowzero: 0 }), &[xi, s]);
+    let e = g.node(Op::Relu(ops::Relu {}), &[r]);
+    let ax = g.ci64(&[0]);
+    let u = g.node(Op::Unsqueeze(ops::Unsqueeze {}), &[e, ax]);
+    let f = g.node(Op::Flatten(ops::Flatten { axis: 1 }), &[u]);
+    let sq = g.node(Op::Squeeze(ops::Squeeze {}), &[f, ax]);
+    let id = g.node(Op::Identity(ops::Identity {}), &[xi]);
+    let sh = g.node(
+        Op::Shape(ops::Shape {
+            start: 0,
+            end: None,
+        }),
+        &[u],
+    );
+    let gr = g.finish(&[sq, id, sh, xi]);
+    let xn: Vec<f32> = x.iter().map(|v| v - 5.0).collect();
+    let out = run(&gr, &[t32(&[3, 4], &xn)]);
+    assert_eq!(out[0].dims(), &[12]);
+    assert_eq!(
+        f32s(&out[0]),
+        xn.iter().map(|v| v.max(0.0)).collect::<Vec<_>>()
+    );
+    assert_eq!(f32s(&out[1]), xn);
+    assert_eq!(out[2].to_i64_vec().unwrap(), vec![1, 2, 6]);
+    assert_eq!(f32s(&out[3]), xn);
+}
+
+#[test]
+fn constant_of_shape_and_dropout() {
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[5]);
+    let sh = g.ci64(&[2, 3]);
+    let c = g.node(
+        Op::ConstantOfShape(ops::ConstantOfShape {
+            value: Some(Tensor::from_vec(vec![1], &[7i64]).unwrap()),
+        }),
+        &[sh],
+    );
+    let d = g.node_n(Op::Dropout(ops::Dropout { seed: None }), &[Some(xi)], 2);
+    let gr = g.finish(&[c, d[0], d[1]]);
+    let out = run(&gr, &[t32(&[5], &seq(5))]);
+    assert_eq!(out[0].to_i64_vec().unwrap(), vec![7; 6]);
+    assert_eq!(f32s(&out[1]), seq(5));
+    assert_eq!(out[2].bytes().unwrap(), &[1, 1, 1, 1, 1]);
+}
