@@ -288,3 +288,55 @@ fn conv1d_and_auto_pad() {
     };
     run_case(&c, false, Some("SAME_LOWER"));
 }
+
+#[test]
+fn relu_and_clip_fuse_into_conv() {
+    let x = rand(2 * 6 * 10, 24, -1.0, 1.0);
+    let wt = rand(5 * 2 * 9, 25, -1.0, 1.0);
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[1, 2, 6, 10]);
+    let wi = g.cf32(&[5, 2, 3, 3], &wt);
+    let conv = |g: &mut G| {
+        g.node(
+            Op::Conv(ops::Conv {
+                auto_pad: "NOTSET".into(),
+                dilations: None,
+                group: 1,
+                kernel_shape: None,
+                pads: Some(vec![1, 1, 1, 1]),
+                strides: None,
+            }),
+            &[xi, wi],
+        )
+    };
+    let c1 = conv(&mut g);
+    let r = g.node(Op::Relu(ops::Relu {}), &[c1]);
+    // The relu'd value feeds another op, so Relu runs in place and is skipped.
+    let two = g.cf32(&[1], &[2.0]);
+    let r2 = g.node(Op::Mul(ops::Mul {}), &[r, two]);
+    let c2 = conv(&mut g);
+    let lo = g.konst(smelt_ir::Tensor::scalar(0.0f32));
+    let hi = g.konst(smelt_ir::Tensor::scalar(0.5f32));
+    let cl = g.node(Op::Clip(ops::Clip {}), &[c2, lo, hi]);
+    let gr = g.finish(&[r2, cl]);
+    let out = run(&gr, &[t32(&[1, 2, 6, 10], &x)]);
+    let cs = Case {
+        n: 1,
+        c: 2,
+        h: 6,
+        w: 10,
+        m: 5,
+        kh: 3,
+        kw: 3,
+        s: [1, 1],
+        d: [1, 1],
+        pads: [1, 1, 1, 1],
+        group: 1,
+        bias: false,
+    };
+    let (want, _, _) = reference(&cs, &x, &wt, &[]);
+    let w1: Vec<f32> = want.iter().map(|v| v.max(0.0) * 2.0).collect();
+    let w2: Vec<f32> = want.iter().map(|v| v.clamp(0.0, 0.5)).collect();
+    close(&f32s(&out[0]), &w1, 1e-5, 1e-5);
+    close(&f32s(&out[1]), &w2, 1e-5, 1e-5);
+}

@@ -13,7 +13,7 @@
 //! Input rows outside the image (vertical padding) are skipped by one branch per kernel row.
 //! The bias seeds the accumulators.
 
-use super::{axis, Ctx, Lanes, NodeIo, R};
+use super::{axis, Ctx, NodeIo, R};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::Variable;
@@ -253,7 +253,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             .ok_or("Conv's bias must be an f32 constant")?,
         None => vec![0.0; gm.m],
     };
-    let relu = false;
+    let relu = io.act;
     let (packed, nblk) = pack(&wt, &gm);
     let mpg = gm.m / gm.group;
     let cpg = gm.c / gm.group;
@@ -317,7 +317,16 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
 }
 
 /// One output row `oh` of `mr` channels.
-fn row(cx: &mut Ctx, gm: &Geom, bs: &Bases, oh: Value, mr: usize, cpg: usize, relu: bool) -> R<()> {
+#[allow(clippy::too_many_arguments)]
+fn row(
+    cx: &mut Ctx,
+    gm: &Geom,
+    bs: &Bases,
+    oh: Value,
+    mr: usize,
+    cpg: usize,
+    relu: super::Act,
+) -> R<()> {
     // Interior columns: every kw tap inside [0, w).
     let span = (gm.kw - 1) * gm.dw;
     let ow_lo = gm.pl.div_ceil(gm.sw).min(gm.ow);
@@ -377,7 +386,7 @@ fn wide(
     ow0: Value,
     mr: usize,
     cpg: usize,
-    relu: bool,
+    relu: super::Act,
 ) -> R<()> {
     let accs = init_accs(cx, bs, mr, NV);
     let hw = (gm.h * gm.w) as i64;
@@ -422,10 +431,7 @@ fn wide(
     for r in 0..mr {
         for h in 0..NV {
             let mut v = cx.b.use_var(accs[r * NV + h]);
-            if relu {
-                let z = cx.fconst(Lanes::Four, 0.0);
-                v = cx.b.ins().fmax(v, z);
-            }
+            v = super::apply_act(cx, v, relu);
             cx.store(v, yrow, (r as i64 * ohw + (h * 4) as i64) * 4);
         }
     }
@@ -456,7 +462,7 @@ fn single(
     ow: Value,
     mr: usize,
     cpg: usize,
-    relu: bool,
+    relu: super::Act,
 ) -> R<()> {
     let b = cx.load(types::F32X4, bs.b, 0);
     let acc = cx.var(types::F32X4, b);
@@ -501,10 +507,7 @@ fn single(
         })?;
     }
     let mut v = cx.b.use_var(acc);
-    if relu {
-        let z = cx.fconst(Lanes::Four, 0.0);
-        v = cx.b.ins().fmax(v, z);
-    }
+    v = super::apply_act(cx, v, relu);
     let ohw = (gm.oh * gm.ow) as i64;
     let yp = cx.index(bs.y, oh, (gm.ow * 4) as i64);
     let yp = cx.index(yp, ow, 4);

@@ -37,7 +37,8 @@ pub(crate) struct Epilogue {
     pub bias: Option<(Value, i64, i64, f32)>,
     /// Per-row bias (conv-style): `+ bias[i]` at `ptr + i`.
     pub row_bias: Option<Value>,
-    pub relu: bool,
+    /// Fused activation (clamp) applied last.
+    pub act: super::Act,
 }
 
 /// One matrix product `C[m×n] = epilogue(A[m×k] · B[k×n])`.
@@ -184,10 +185,7 @@ fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -
                 let c = load_lanes(cx, p0, 0, 4);
                 v = cx.b.ins().fadd(v, c);
             }
-            if gm.epi.relu {
-                let z = cx.fconst(super::Lanes::Four, 0.0);
-                v = cx.b.ins().fmax(v, z);
-            }
+            v = super::apply_act(cx, v, gm.epi.act);
             let sp = cx.offset(c_row, (r as i64 * c_rs + (h * 4) as i64) * 4);
             store_lanes(cx, v, sp, valid);
         }
@@ -239,7 +237,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             } else {
                 (a.dims[0], a.dims[1])
             };
-            let n = y.dims[1];
+            let n = *y.dims.get(1).ok_or("Gemm's output must be 2-D")?;
             let a_ptr = cx.addr(io.g, a)?;
             let a_st = if o.trans_a {
                 (1, m as i64)
@@ -269,7 +267,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                         alpha: o.alpha,
                         bias,
                         row_bias: None,
-                        relu: false,
+                        act: io.act,
                     },
                 },
             )
@@ -278,6 +276,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             let a = io.input(0)?;
             let b = io.input(1)?;
             let y = io.output(0)?;
+            if a.dims.is_empty() || b.dims.is_empty() {
+                return Err("MatMul operands must have rank 1 or more".into());
+            }
             // Promote 1-D operands to matrices.
             let a_dims = if a.dims.len() == 1 {
                 vec![1, a.dims[0]]
@@ -358,7 +359,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                                 alpha: 1.0,
                                 bias: None,
                                 row_bias: None,
-                                relu: false,
+                                act: io.act,
                             },
                         },
                     )

@@ -30,7 +30,7 @@ use cranelift_codegen::ir::{Endianness, UserFuncName};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::{DataDescription, FuncId, Linkage, Module};
 use smelt_ir::{DType, Graph, NodeId, Op, Tensor, ValueId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Result of one lowering step; the error is the reason a node cannot be lowered.
 pub(crate) type R<T> = Result<T, String>;
@@ -90,12 +90,34 @@ impl Lanes {
     }
 }
 
+/// A fused activation: the result is clamped into `[lo, hi]` (Relu: `[0, inf]`).
+pub(crate) type Act = Option<(f32, f32)>;
+
+/// Applies a fused activation to an f32x4.
+pub(crate) fn apply_act(cx: &mut Ctx, v: Value, act: Act) -> Value {
+    let Some((lo, hi)) = act else {
+        return v;
+    };
+    let mut v = v;
+    if lo.is_finite() {
+        let l = cx.fconst(Lanes::Four, lo);
+        v = cx.b.ins().fmax(v, l);
+    }
+    if hi.is_finite() {
+        let h = cx.fconst(Lanes::Four, hi);
+        v = cx.b.ins().fmin(v, h);
+    }
+    v
+}
+
 /// A node being lowered: its operands.
 pub(crate) struct NodeIo<'g> {
     pub g: &'g Graph,
     pub id: NodeId,
     pub ins: Vec<Option<Operand>>,
     pub outs: Vec<Option<Operand>>,
+    /// An activation fused into this node's output (Conv, Gemm, MatMul).
+    pub act: Act,
 }
 
 impl<'g> NodeIo<'g> {
@@ -737,8 +759,9 @@ pub(crate) fn lower_model<M: Module + ?Sized>(
             blob: vec![],
             const_at: HashMap::new(),
         };
+        let (fused, skip) = fusions(g, plan);
         for id in &plan.order {
-            if plan.kind(*id) == NodeKind::Alias {
+            if plan.kind(*id) == NodeKind::Alias || skip.contains(id) {
                 continue;
             }
             let io = match node_io(g, plan, *id) {
@@ -751,6 +774,10 @@ pub(crate) fn lower_model<M: Module + ?Sized>(
                     });
                     continue;
                 }
+            };
+            let io = NodeIo {
+                act: fused.get(id).copied().flatten(),
+                ..io
             };
             if let Err(reason) = lower_node(&mut cx, &io) {
                 errors.push(Unsupported {
@@ -806,6 +833,64 @@ pub(crate) fn lower_model<M: Module + ?Sized>(
     })
 }
 
+/// Activations fused into their producers: Relu, or Clip with constant bounds, whose input is
+/// the only use of a Conv/Gemm/MatMul output that is not a graph output. Returns the producers
+/// with their activation, and the activation nodes that become no-ops because they run in place
+/// (an activation not in place still runs: clamping twice gives the same values).
+fn fusions(g: &Graph, plan: &MemoryPlan) -> (HashMap<NodeId, Act>, HashSet<NodeId>) {
+    let mut uses: HashMap<ValueId, usize> = HashMap::new();
+    for id in &plan.order {
+        for v in g.node_inputs(*id).into_iter().flatten() {
+            *uses.entry(v).or_insert(0) += 1;
+        }
+    }
+    for v in g.outputs() {
+        *uses.entry(*v).or_insert(0) += 1;
+    }
+    let mut fused = HashMap::new();
+    let mut skip = HashSet::new();
+    for id in &plan.order {
+        let node = g.node(*id);
+        let ins = g.node_inputs(*id);
+        let bounds = match &node.op {
+            Op::Relu(_) => Some((0.0f32, f32::INFINITY)),
+            Op::Clip(_) => {
+                let b = |i: usize, def: f32| -> Option<f32> {
+                    match ins.get(i).copied().flatten() {
+                        None => Some(def),
+                        Some(v) => {
+                            let t = g.const_value(v)?;
+                            if t.len() != 1 {
+                                return None;
+                            }
+                            t.to_f32_vec()?.first().copied()
+                        }
+                    }
+                };
+                b(1, f32::NEG_INFINITY).zip(b(2, f32::INFINITY))
+            }
+            _ => None,
+        };
+        let (Some(bounds), Some(Some(src))) = (bounds, ins.first()) else {
+            continue;
+        };
+        let producer = g.node(src.node);
+        let fusable = matches!(producer.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul(_))
+            && src.port == 0
+            && g.value_type(*src).dtype() == Some(DType::F32)
+            && uses.get(src) == Some(&1)
+            && !g.outputs().contains(src)
+            && !fused.contains_key(&src.node);
+        if fusable {
+            fused.insert(src.node, Some(bounds));
+            if plan.place(*src) == plan.place(ValueId::new(*id, 0)) {
+                skip.insert(*id);
+            }
+        }
+    }
+    (fused, skip)
+}
+
 fn operand(g: &Graph, plan: &MemoryPlan, v: ValueId) -> R<Operand> {
     let ty = g.value_type(v);
     let name = &g.value(v).name;
@@ -839,7 +924,13 @@ fn node_io<'g>(g: &'g Graph, plan: &MemoryPlan, id: NodeId) -> R<NodeIo<'g>> {
             }
         })
         .collect::<R<Vec<_>>>()?;
-    Ok(NodeIo { g, id, ins, outs })
+    Ok(NodeIo {
+        g,
+        id,
+        ins,
+        outs,
+        act: None,
+    })
 }
 
 /// Extra arena bytes node `id` needs while it runs (see [`MemoryPlan::new`]).

@@ -98,6 +98,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         op => return Err(format!("{} is not a pooling op", op.op_type())),
     };
     let sp = kernel.len();
+    if sp == 0 || sp > 2 || x.dims.len() != sp + 2 || y.dims.len() != sp + 2 {
+        return Err("pooling window does not fit the input rank".into());
+    }
     let get = |v: &Option<Vec<i64>>, i: usize, def: i64| -> usize {
         v.as_ref()
             .and_then(|v| v.get(i).copied())

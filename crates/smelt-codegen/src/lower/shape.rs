@@ -191,6 +191,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 Some(p) => p.iter().map(|a| axis(*a, r)).collect::<R<_>>()?,
                 None => (0..r).rev().collect(),
             };
+            if perm.len() != r || y.dims.len() != r {
+                return Err("Transpose's perm does not fit the input rank".into());
+            }
             let xs = strides(&x.dims);
             let src_st: Vec<i64> = perm.iter().map(|p| xs[*p]).collect();
             let dst_st = strides(&y.dims);
@@ -205,6 +208,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             let d0 = cx.addr(g, y)?;
             let mut at = 0usize;
             for x in io.ins.iter().flatten() {
+                if x.dims.len() != y.dims.len() {
+                    return Err("Concat inputs differ in rank".into());
+                }
                 let s = cx.addr(g, x)?;
                 let d = cx.offset(d0, (at as i64) * ys[a] * y.elem() as i64);
                 copy_nest(cx, &x.dims, s, &strides(&x.dims), d, &ys, x.elem())?;
@@ -222,6 +228,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 let Some(y) = y else {
                     continue;
                 };
+                if y.dims.len() != x.dims.len() {
+                    return Err("Split outputs differ in rank from the input".into());
+                }
                 let s = cx.offset(s0, (at as i64) * xs[a] * x.elem() as i64);
                 let d = cx.addr(g, y)?;
                 copy_nest(cx, &y.dims, s, &xs, d, &strides(&y.dims), x.elem())?;
@@ -246,23 +255,25 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             let xs = strides(&x.dims);
             let mut first = vec![0i64; r];
             let mut step = vec![1i64; r];
-            for i in 0..starts.len() {
+            if ends.len() != starts.len() {
+                return Err("Slice's ends do not fit its starts".into());
+            }
+            for (i, start) in starts.iter().enumerate() {
                 let a = axis(*axes.get(i).ok_or("bad Slice axes")?, r)?;
                 let st = *steps.get(i).ok_or("bad Slice steps")?;
                 if st == 0 {
                     return Err("Slice step 0".into());
                 }
                 let d = x.dims[a] as i64;
-                let mut s = starts[i];
+                let mut s = *start;
                 if s < 0 {
                     s += d;
                 }
                 s = if st > 0 {
                     s.clamp(0, d)
                 } else {
-                    s.clamp(0, d - 1)
+                    s.clamp(0, (d - 1).max(0))
                 };
-                let _ = ends[i];
                 first[a] = s;
                 step[a] = st;
             }
@@ -282,6 +293,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             let x = io.input(0)?;
             let y = io.output(0)?;
             let r = x.dims.len();
+            if y.dims.len() != r {
+                return Err("Tile's output rank differs from the input".into());
+            }
             let ys = strides(&y.dims);
             let xs = strides(&x.dims);
             // Dims (rep_0, .., rep_r-1, in_0, .., in_r-1) interleaved as (rep_k, in_k).
@@ -401,6 +415,9 @@ fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
     let x = io.input(0)?;
     let y = io.output(0)?;
     let r = x.dims.len();
+    if y.dims.len() != r {
+        return Err("Pad's output rank differs from the input".into());
+    }
     let pads = io.const_ints(1).ok_or("Pad's pads must be constant")?;
     let axes: Vec<usize> = match io.opt_input(3) {
         Some(_) => io
@@ -445,6 +462,9 @@ fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
         return copy_nest(cx, &x.dims, xs, &xst, d, &yst, e);
     }
     // edge / reflect: per-axis index tables built at compile time.
+    if x.dims.contains(&0) {
+        return Err(format!("Pad mode `{mode}` of an empty tensor"));
+    }
     let mut tables = vec![];
     for k in 0..r {
         let n = x.dims[k] as i64;
