@@ -18,6 +18,7 @@ pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod pool;
+pub(crate) mod quant;
 pub(crate) mod reduce;
 pub(crate) mod shape;
 pub(crate) mod softmax;
@@ -607,9 +608,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         Op::Shape(_) | Op::Size(_) | Op::ConstantOfShape(_) => Ok(()),
         Op::Range(_) => Err("Range is not lowered yet".into()),
         Op::Resize(_) => Err("Resize is not lowered yet".into()),
-        Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => {
-            Err("QuantizeLinear/DequantizeLinear are not lowered yet".into())
-        }
+        Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::check(g, id),
         Op::If(_) | Op::Loop(_) => Err("control flow is not lowered yet".into()),
         Op::LSTM(_) | Op::GRU(_) => Err("recurrent ops are not lowered yet".into()),
         Op::Opaque(o) => Err(format!(
@@ -666,6 +665,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         | Op::ArgMax(_)
         | Op::ArgMin(_) => reduce::lower(cx, io),
         Op::Softmax(_) | Op::LogSoftmax(_) => softmax::lower(cx, io),
+        Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::BatchNormalization(_) | Op::LayerNormalization(_) | Op::InstanceNormalization(_) => {
             norm::lower(cx, io)
         }
