@@ -253,3 +253,34 @@ fn integer_arithmetic_and_casts() {
     assert_eq!(out[0].to_i64_vec().unwrap(), vec![3, -3, 0, -5]);
     assert_eq!(f32s(&out[1]), vec![3.0, -3.0, 0.0, -5.0]);
 }
+
+#[test]
+fn mod_follows_the_divisor_or_the_dividend() {
+    let mut g = G::new();
+    let a = g.input("a", DType::I64, &[6]);
+    let b = g.input("b", DType::I64, &[6]);
+    let m0 = g.node(Op::Mod(ops::Mod { fmod: 0 }), &[a, b]);
+    let m1 = g.node(Op::Mod(ops::Mod { fmod: 1 }), &[a, b]);
+    let x = g.input("x", DType::F32, &[4]);
+    let y = g.input("y", DType::F32, &[4]);
+    let f1 = g.node(Op::Mod(ops::Mod { fmod: 1 }), &[x, y]);
+    let gr = g.finish(&[m0, m1, f1]);
+    let av = [7i64, -7, 7, -7, 5, 3];
+    let bv = [3i64, 3, -3, -3, 0, -1];
+    let xv = [5.5f32, -5.5, 5.5, 1e3];
+    let yv = [2.0f32, 2.0, -2.0, 0.7];
+    let out = run(
+        &gr,
+        &[
+            Tensor::from_vec(vec![6], &av).unwrap(),
+            Tensor::from_vec(vec![6], &bv).unwrap(),
+            t32(&[4], &xv),
+            t32(&[4], &yv),
+        ],
+    );
+    // Python's % (sign of the divisor) and C's fmod (sign of the dividend); x % 0 gives 0.
+    assert_eq!(out[0].to_i64_vec().unwrap(), vec![1, 2, -2, -1, 0, 0]);
+    assert_eq!(out[1].to_i64_vec().unwrap(), vec![1, -1, 1, -1, 0, 0]);
+    let want: Vec<f32> = xv.iter().zip(&yv).map(|(a, b)| a % b).collect();
+    close(&f32s(&out[2]), &want, 1e-4, 1e-5);
+}

@@ -188,3 +188,23 @@ fn constant_of_shape_and_dropout() {
     assert_eq!(f32s(&out[1]), seq(5));
     assert_eq!(out[2].bytes().unwrap(), &[1, 1, 1, 1, 1]);
 }
+
+#[test]
+fn gather_elements_and_range() {
+    let x = seq(6); // [2,3]
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[2, 3]);
+    let idx = g.konst(Tensor::from_vec(vec![2, 2], &[2i64, 0, -1, 1]).unwrap());
+    let ge = g.node(
+        Op::GatherElements(ops::GatherElements { axis: 1 }),
+        &[xi, idx],
+    );
+    let s = g.konst(Tensor::scalar(10i64));
+    let l = g.konst(Tensor::scalar(1i64));
+    let d = g.konst(Tensor::scalar(-3i64));
+    let r = g.node(Op::Range(ops::Range {}), &[s, l, d]);
+    let gr = g.finish(&[ge, r]);
+    let out = run(&gr, &[t32(&[2, 3], &x)]);
+    assert_eq!(f32s(&out[0]), vec![2.0, 0.0, 5.0, 4.0]);
+    assert_eq!(out[1].to_i64_vec().unwrap(), vec![10, 7, 4]);
+}

@@ -63,6 +63,28 @@ pub(crate) fn bcast_strides(dims: &[usize], out: &[usize]) -> Vec<i64> {
 
 /// Runs `f` at every element of `out`, reading `ins` with numpy broadcasting.
 pub(crate) fn map(cx: &mut Ctx, io: &NodeIo, out: &Operand, ins: &[&Operand], f: &Body) -> R<()> {
+    map_with(cx, io, out, ins, true, f)
+}
+
+/// [`map`] for bodies that only take one lane at a time.
+pub(crate) fn map_scalar(
+    cx: &mut Ctx,
+    io: &NodeIo,
+    out: &Operand,
+    ins: &[&Operand],
+    f: &Body,
+) -> R<()> {
+    map_with(cx, io, out, ins, false, f)
+}
+
+fn map_with(
+    cx: &mut Ctx,
+    io: &NodeIo,
+    out: &Operand,
+    ins: &[&Operand],
+    allow_vec: bool,
+    f: &Body,
+) -> R<()> {
     let out_ty = clif_ty(out.dtype).ok_or("unsupported output dtype")?;
     let in_tys: Vec<types::Type> = ins
         .iter()
@@ -105,7 +127,7 @@ pub(crate) fn map(cx: &mut Ctx, io: &NodeIo, out: &Operand, ins: &[&Operand], f:
     let outer = &dims[..dims.len() - 1];
     let inner_st: Vec<i64> = st.iter().map(|s| *s.last().unwrap_or(&0)).collect();
     let all_f32 = out.dtype == DType::F32 && ins.iter().all(|x| x.dtype == DType::F32);
-    let vec_ok = all_f32 && inner >= 4 && inner_st.iter().all(|s| *s == 0 || *s == 1);
+    let vec_ok = allow_vec && all_f32 && inner >= 4 && inner_st.iter().all(|s| *s == 0 || *s == 1);
 
     let elems: Vec<i64> = std::iter::once(out.elem() as i64)
         .chain(ins.iter().map(|x| x.elem() as i64))
@@ -407,6 +429,17 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 arith(cx, &op, a[0], a[1], float, signed)
             })
         }
+        Op::Mod(o) => {
+            let y = io.input(1)?.clone();
+            let fmod = o.fmod != 0;
+            map_scalar(cx, io, &out, &[&x, &y], &move |cx, _, a| {
+                Ok(if float {
+                    float_mod(cx, a[0], a[1], fmod)
+                } else {
+                    int_mod(cx, a[0], a[1], fmod)
+                })
+            })
+        }
         Op::Pow(_) => {
             let y = io.input(1)?.clone();
             match const_scalar(io, 1) {
@@ -511,6 +544,55 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         }
         op => Err(format!("{} is not an elementwise op", op.op_type())),
     }
+}
+
+/// `a - trunc(a / b) * b` (fmod) or the remainder with the divisor's sign; the quotient is
+/// truncated without `trunc` (which needs SSE4.1 or a libm call): exact below 2^23.
+fn float_mod(cx: &mut Ctx, a: Value, b: Value, fmod: bool) -> Value {
+    let q = cx.b.ins().fdiv(a, b);
+    let qi = cx.b.ins().fcvt_to_sint_sat(types::I64, q);
+    let qt = cx.b.ins().fcvt_from_sint(types::F32, qi);
+    let aq = cx.b.ins().fabs(q);
+    let big = cx.b.ins().f32const(8_388_608.0);
+    let is_big = cx.b.ins().fcmp(FloatCC::GreaterThanOrEqual, aq, big);
+    let qt = cx.b.ins().select(is_big, q, qt);
+    let p = cx.b.ins().fmul(qt, b);
+    let r = cx.b.ins().fsub(a, p);
+    if fmod {
+        return r;
+    }
+    // Python-style: move a non-zero remainder to the divisor's sign.
+    let zero = cx.b.ins().f32const(0.0);
+    let rn = cx.b.ins().fcmp(FloatCC::LessThan, r, zero);
+    let bn = cx.b.ins().fcmp(FloatCC::LessThan, b, zero);
+    let nz = cx.b.ins().fcmp(FloatCC::NotEqual, r, zero);
+    let differ = cx.b.ins().bxor(rn, bn);
+    let fix = cx.b.ins().band(differ, nz);
+    let rb = cx.b.ins().fadd(r, b);
+    cx.b.ins().select(fix, rb, r)
+}
+
+/// Integer remainder that never traps (a zero divisor gives 0), C or Python sign convention.
+fn int_mod(cx: &mut Ctx, a: Value, b: Value, fmod: bool) -> Value {
+    let ty = cx.b.func.dfg.value_type(a);
+    let zero = cx.b.ins().iconst(ty, 0);
+    let one = cx.b.ins().iconst(ty, 1);
+    let is_zero = cx.b.ins().icmp(IntCC::Equal, b, zero);
+    let is_m1 = cx.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
+    let bad = cx.b.ins().bor(is_zero, is_m1);
+    let sb = cx.b.ins().select(bad, one, b);
+    let r = cx.b.ins().srem(a, sb);
+    let r = cx.b.ins().select(bad, zero, r);
+    if fmod {
+        return r;
+    }
+    let rn = cx.b.ins().icmp(IntCC::SignedLessThan, r, zero);
+    let bn = cx.b.ins().icmp(IntCC::SignedLessThan, b, zero);
+    let nz = cx.b.ins().icmp(IntCC::NotEqual, r, zero);
+    let differ = cx.b.ins().bxor(rn, bn);
+    let fix = cx.b.ins().band(differ, nz);
+    let rb = cx.b.ins().iadd(r, b);
+    cx.b.ins().select(fix, rb, r)
 }
 
 /// Integer division that never traps: a zero divisor gives 0 and `MIN / -1` wraps.

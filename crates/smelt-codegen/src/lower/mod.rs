@@ -536,7 +536,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             }
         }
         Op::Identity(_) | Op::Dropout(_) => any_in(),
-        Op::Mod(_) => Err("Mod is not lowered yet".into()),
+        Op::Mod(_) => elementwise::check_numeric(dt(0)),
         Op::Sin(_) | Op::Cos(_) => Err("Sin/Cos are not lowered yet".into()),
         Op::Gemm(_) | Op::MatMul(_) => f32_in(),
         Op::Conv(_) => {
@@ -595,7 +595,13 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
                 _ => Err("Gather's indices must be i32 or i64".into()),
             }
         }
-        Op::GatherElements(_) => Err("GatherElements is not lowered yet".into()),
+        Op::GatherElements(_) => {
+            any_in()?;
+            match dt(1) {
+                Some(DType::I64) | Some(DType::I32) => Ok(()),
+                _ => Err("GatherElements' indices must be i32 or i64".into()),
+            }
+        }
         Op::Pad(p) => {
             any_in()?;
             if p.mode != "constant" && p.mode != "edge" && p.mode != "reflect" {
@@ -606,7 +612,15 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             const_in(3, "Pad's axes")
         }
         Op::Shape(_) | Op::Size(_) | Op::ConstantOfShape(_) => Ok(()),
-        Op::Range(_) => Err("Range is not lowered yet".into()),
+        Op::Range(_) => {
+            for i in 0..3 {
+                const_in(i, "Range's start, limit and delta")?;
+            }
+            match dt(0) {
+                Some(DType::F32 | DType::F64 | DType::I32 | DType::I64 | DType::I16) => Ok(()),
+                d => Err(format!("Range of {d:?} is not supported")),
+            }
+        }
         Op::Resize(_) => Err("Resize is not lowered yet".into()),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::check(g, id),
         Op::If(_) | Op::Loop(_) => Err("control flow is not lowered yet".into()),
@@ -680,6 +694,8 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         | Op::Split(_)
         | Op::Slice(_)
         | Op::Gather(_)
+        | Op::GatherElements(_)
+        | Op::Range(_)
         | Op::Expand(_)
         | Op::Tile(_)
         | Op::Pad(_)

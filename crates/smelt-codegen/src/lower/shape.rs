@@ -316,6 +316,44 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             copy_nest(cx, &dims, s, &ss, d, &ds, x.elem())
         }
         Op::Gather(ga) => gather(cx, io, ga.axis),
+        Op::GatherElements(ga) => gather_elements(cx, io, ga.axis),
+        Op::Range(_) => {
+            // Static output extent means static start and delta: the values are constants.
+            let y = io.output(0)?;
+            let start = io
+                .konst(0)
+                .and_then(|t| t.to_f64_vec())
+                .ok_or("Range's start must be constant")?;
+            let delta = io
+                .konst(2)
+                .and_then(|t| t.to_f64_vec())
+                .ok_or("Range's delta must be constant")?;
+            let (s0, d) = (
+                start.first().copied().unwrap_or(0.0),
+                delta.first().copied().unwrap_or(1.0),
+            );
+            let n = y.len();
+            let t = match y.dtype {
+                DType::F32 | DType::F64 => smelt_ir::Tensor::from_f64s(
+                    y.dtype,
+                    vec![n],
+                    &(0..n).map(|i| s0 + d * i as f64).collect::<Vec<_>>(),
+                ),
+                _ => smelt_ir::Tensor::from_i64s(
+                    y.dtype,
+                    vec![n],
+                    &(0..n)
+                        .map(|i| s0 as i64 + d as i64 * i as i64)
+                        .collect::<Vec<_>>(),
+                ),
+            }
+            .map_err(|e| e.to_string())?;
+            let bytes = t.bytes().ok_or("Range of strings")?;
+            let off = cx.add_weights(bytes);
+            let src = cx.weights_at(off);
+            let dst = cx.addr(g, y)?;
+            copy_bytes(cx, src, dst, bytes.len())
+        }
         Op::Pad(p) => pad(cx, io, &p.mode),
         Op::Shape(_) | Op::Size(_) | Op::ConstantOfShape(_) => {
             let y = io.output(0)?;
@@ -408,6 +446,70 @@ fn gather(cx: &mut Ctx, io: &NodeIo, ax: i64) -> R<()> {
             copy_bytes(cx, src, dst, inner * e)
         })
     })
+}
+
+/// GatherElements: `out[i] = x[i with i[axis] replaced by idx[i]]` (indices clamped).
+fn gather_elements(cx: &mut Ctx, io: &NodeIo, ax: i64) -> R<()> {
+    let g = io.g;
+    let x = io.input(0)?;
+    let idx = io.input(1)?;
+    let y = io.output(0)?;
+    let r = x.dims.len();
+    let a = axis(ax, r)?;
+    if idx.dims.len() != r || y.dims.len() != r {
+        return Err("GatherElements' indices must have the data's rank".into());
+    }
+    let n_axis = x.dims[a] as i64;
+    if n_axis == 0 {
+        return Ok(());
+    }
+    let e = x.elem() as i64;
+    let ie = idx.elem() as i64;
+    let xs = strides(&x.dims);
+    let ist = strides(&idx.dims);
+    let ity = if idx.dtype == DType::I64 {
+        types::I64
+    } else {
+        types::I32
+    };
+    let ety = match e {
+        1 => types::I8,
+        2 => types::I16,
+        4 => types::I32,
+        _ => types::I64,
+    };
+    // x offset of every dim but the axis, index and output offsets.
+    let x_st: Vec<i64> = (0..r).map(|k| if k == a { 0 } else { xs[k] * e }).collect();
+    let i_st: Vec<i64> = ist.iter().map(|s| s * ie).collect();
+    let y_st: Vec<i64> = ist.iter().map(|s| s * e).collect();
+    let xp = cx.addr(g, x)?;
+    let ip = cx.addr(g, idx)?;
+    let yp = cx.addr(g, y)?;
+    let axis_st = xs[a] * e;
+    cx.nest(
+        &idx.dims,
+        &[x_st, i_st, y_st],
+        vec![xp, ip, yp],
+        &mut |cx, p| {
+            let iv = cx.load(ity, p[1], 0);
+            let iv = if ity == types::I32 {
+                cx.b.ins().sextend(types::I64, iv)
+            } else {
+                iv
+            };
+            let wrapped = cx.b.ins().iadd_imm_s(iv, n_axis);
+            let neg = cx.b.ins().icmp_imm_s(IntCC::SignedLessThan, iv, 0);
+            let iv = cx.b.ins().select(neg, wrapped, iv);
+            let zero = cx.iconst(0);
+            let maxi = cx.iconst(n_axis - 1);
+            let iv = cx.b.ins().smax(iv, zero);
+            let iv = cx.b.ins().smin(iv, maxi);
+            let src = cx.index(p[0], iv, axis_st);
+            let v = cx.load(ety, src, 0);
+            cx.store(v, p[2], 0);
+            Ok(())
+        },
+    )
 }
 
 fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
