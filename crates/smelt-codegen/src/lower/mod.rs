@@ -20,6 +20,7 @@ pub(crate) mod norm;
 pub(crate) mod pool;
 pub(crate) mod quant;
 pub(crate) mod reduce;
+pub(crate) mod resize;
 pub(crate) mod shape;
 pub(crate) mod softmax;
 
@@ -621,7 +622,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
                 d => Err(format!("Range of {d:?} is not supported")),
             }
         }
-        Op::Resize(_) => Err("Resize is not lowered yet".into()),
+        Op::Resize(_) => resize::check(g, id),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::check(g, id),
         Op::If(_) | Op::Loop(_) => Err("control flow is not lowered yet".into()),
         Op::LSTM(_) | Op::GRU(_) => Err("recurrent ops are not lowered yet".into()),
@@ -680,6 +681,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         | Op::ArgMin(_) => reduce::lower(cx, io),
         Op::Softmax(_) | Op::LogSoftmax(_) => softmax::lower(cx, io),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
+        Op::Resize(_) => resize::lower(cx, io),
         Op::BatchNormalization(_) | Op::LayerNormalization(_) | Op::InstanceNormalization(_) => {
             norm::lower(cx, io)
         }
