@@ -339,3 +339,66 @@ fn batch_layer_and_instance_norm() {
     close(&f32s(&out[2]), &w_ln, 1e-5, 1e-5);
     let _ = Tensor::scalar(0f32);
 }
+
+#[test]
+fn topk_sorted_with_ties_by_index() {
+    let x = [3.0f32, 1.0, 3.0, 2.0, 5.0, -1.0, 0.0, 0.0, 0.0, 4.0];
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[2, 5]);
+    let k = g.ci64(&[3]);
+    let big = g.node_n(
+        Op::TopK(ops::TopK {
+            axis: -1,
+            largest: 1,
+            sorted: 1,
+        }),
+        &[Some(xi), Some(k)],
+        2,
+    );
+    let small = g.node_n(
+        Op::TopK(ops::TopK {
+            axis: 1,
+            largest: 0,
+            sorted: 1,
+        }),
+        &[Some(xi), Some(k)],
+        2,
+    );
+    let gr = g.finish(&[big[0], big[1], small[0], small[1]]);
+    let out = run(&gr, &[t32(&[2, 5], &x)]);
+    assert_eq!(f32s(&out[0]), vec![5.0, 3.0, 3.0, 4.0, 0.0, 0.0]);
+    assert_eq!(out[1].to_i64_vec().unwrap(), vec![4, 0, 2, 4, 1, 2]);
+    assert_eq!(f32s(&out[2]), vec![1.0, 2.0, 3.0, -1.0, 0.0, 0.0]);
+    assert_eq!(out[3].to_i64_vec().unwrap(), vec![1, 3, 0, 0, 1, 2]);
+}
+
+#[test]
+fn lrn_across_channels() {
+    let (c, hw) = (5usize, 6usize);
+    let x = rand(c * hw, 52, -2.0, 2.0);
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[1, c, 2, 3]);
+    let y = g.node(
+        Op::LRN(ops::LRN {
+            alpha: 1e-3,
+            beta: 0.75,
+            bias: 2.0,
+            size: 3,
+        }),
+        &[xi],
+    );
+    let gr = g.finish(&[y]);
+    let out = run(&gr, &[t32(&[1, c, 2, 3], &x)]);
+    let mut want = vec![];
+    for ci in 0..c {
+        for p in 0..hw {
+            let mut s = 0.0f64;
+            for cj in ci.saturating_sub(1)..=(ci + 1).min(c - 1) {
+                s += (x[cj * hw + p] as f64).powi(2);
+            }
+            let v = x[ci * hw + p] as f64 / (2.0 + 1e-3 / 3.0 * s).powf(0.75);
+            want.push(v as f32);
+        }
+    }
+    close(&f32s(&out[0]), &want, 1e-5, 1e-6);
+}

@@ -558,7 +558,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             Ok(())
         }
         Op::InstanceNormalization(_) | Op::LayerNormalization(_) => f32_in(),
-        Op::LRN(_) => Err("LRN is not lowered yet".into()),
+        Op::LRN(_) => f32_in(),
         Op::Softmax(_) | Op::LogSoftmax(_) => f32_in(),
         Op::MaxPool(_) | Op::AveragePool(_) => {
             f32_in()?;
@@ -578,7 +578,10 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             const_in(1, "the reduction axes")
         }
         Op::ArgMax(_) | Op::ArgMin(_) => f32_in(),
-        Op::TopK(_) => Err("TopK is not lowered yet".into()),
+        Op::TopK(_) => {
+            f32_in()?;
+            const_in(1, "TopK's k")
+        }
         Op::Flatten(_) => any_in(),
         Op::Reshape(_) | Op::Squeeze(_) | Op::Unsqueeze(_) => any_in(),
         Op::Transpose(_) | Op::Concat(_) | Op::Split(_) | Op::Expand(_) | Op::Tile(_) => any_in(),
@@ -682,9 +685,11 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::Softmax(_) | Op::LogSoftmax(_) => softmax::lower(cx, io),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
-        Op::BatchNormalization(_) | Op::LayerNormalization(_) | Op::InstanceNormalization(_) => {
-            norm::lower(cx, io)
-        }
+        Op::TopK(t) => reduce::topk(cx, io, t.axis, t.largest != 0),
+        Op::BatchNormalization(_)
+        | Op::LayerNormalization(_)
+        | Op::InstanceNormalization(_)
+        | Op::LRN(_) => norm::lower(cx, io),
         Op::Identity(_)
         | Op::Dropout(_)
         | Op::Reshape(_)

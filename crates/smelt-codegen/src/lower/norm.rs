@@ -126,6 +126,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             let bias = io.opt_input(2);
             norm_rows(cx, io, x, y, n * c, plane, o.epsilon, scale, bias, c)
         }
+        Op::LRN(o) => lrn(cx, io, o.alpha, o.beta, o.bias, o.size),
         op => Err(format!("{} is not a normalisation", op.op_type())),
     }
 }
@@ -206,6 +207,75 @@ fn norm_rows(
             let ya = cx.b.ins().iadd(yr, off);
             cx.store(t, ya, 0);
             Ok(())
+        })
+    })
+}
+
+/// LRN across channels: `y = x / (bias + alpha / size * Σ x²)^beta` over the window of
+/// channels `[c - (size-1)/2, c + ceil((size-1)/2)]`, four spatial positions at a time.
+fn lrn(cx: &mut Ctx, io: &NodeIo, alpha: f32, beta: f32, bias: f32, size: i64) -> R<()> {
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    if x.dims.len() < 2 || size < 1 {
+        return Err("LRN needs [N, C, ...] input and a positive size".into());
+    }
+    let n = x.dims[0];
+    let c = x.dims[1];
+    let plane: usize = x.dims[2..].iter().product();
+    let lo = (size - 1) / 2;
+    let hi = size - 1 - lo;
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let pb = (plane * 4) as i64;
+    cx.for_n(n, |cx, ni| {
+        let xn = cx.index(xp, ni, pb * c as i64);
+        let yn = cx.index(yp, ni, pb * c as i64);
+        cx.for_n(c, |cx, ci| {
+            // Channel window: clamped planes and 0/1 weights for channels outside.
+            let mut taps = vec![];
+            for j in -lo..=hi {
+                let cj = cx.b.ins().iadd_imm_s(ci, j);
+                let ok = cx.b.ins().icmp_imm_u(
+                    cranelift_codegen::ir::condcodes::IntCC::UnsignedLessThan,
+                    cj,
+                    c as i64,
+                );
+                let zero = cx.iconst(0);
+                let maxc = cx.iconst(c as i64 - 1);
+                let cc = cx.b.ins().smax(cj, zero);
+                let cc = cx.b.ins().smin(cc, maxc);
+                let one = cx.fconst(Lanes::One, 1.0);
+                let nil = cx.fconst(Lanes::One, 0.0);
+                let k = cx.b.ins().select(ok, one, nil);
+                let kv = cx.b.ins().splat(types::F32X4, k);
+                let plane_p = cx.index(xn, cc, pb);
+                taps.push((plane_p, k, kv));
+            }
+            let xc = cx.index(xn, ci, pb);
+            let yc = cx.index(yn, ci, pb);
+            cx.vec_loop(plane, &mut |cx, l, off| {
+                let mut acc = cx.fconst(l, 0.0);
+                for (p, k, kv) in &taps {
+                    let a = cx.b.ins().iadd(*p, off);
+                    let v = cx.load(l.ty(types::F32), a, 0);
+                    let sq = cx.b.ins().fmul(v, v);
+                    let w = if l == Lanes::Four { *kv } else { *k };
+                    acc = cx.fma(sq, w, acc);
+                }
+                let al = cx.fconst(l, alpha / size as f32);
+                let bi = cx.fconst(l, bias);
+                let base = cx.fma(acc, al, bi);
+                let lg = super::math::log(cx, l, base);
+                let be = cx.fconst(l, -beta);
+                let t = cx.b.ins().fmul(lg, be);
+                let f = super::math::exp(cx, l, t);
+                let a = cx.b.ins().iadd(xc, off);
+                let v = cx.load(l.ty(types::F32), a, 0);
+                let r = cx.b.ins().fmul(v, f);
+                let ya = cx.b.ins().iadd(yc, off);
+                cx.store(r, ya, 0);
+                Ok(())
+            })
         })
     })
 }

@@ -7,7 +7,7 @@
 //! reduced dims with their strides one element at a time.
 
 use super::{axis, strides, Ctx, Lanes, NodeIo, R};
-use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use smelt_ir::Op;
 
@@ -281,6 +281,94 @@ fn arg(cx: &mut Ctx, io: &NodeIo, a: usize, max: bool, last: bool) -> R<()> {
             let r = cx.b.use_var(at);
             cx.store(r, p[1], 0);
             Ok(())
+        },
+    )
+}
+
+/// TopK along one axis: `k` selection passes over each row, each taking the next element in
+/// the order (value descending, or ascending for `largest = 0`; ties by lower index), so the
+/// output is sorted whatever `sorted` says.
+pub(crate) fn topk(cx: &mut Ctx, io: &NodeIo, ax: i64, largest: bool) -> R<()> {
+    let x = io.input(0)?;
+    let vals = io.output(0)?;
+    let idxs = io.output(1)?;
+    let r = x.dims.len();
+    let a = axis(ax, r)?;
+    let k = *vals.dims.get(a).ok_or("TopK's output rank differs")?;
+    let outer: usize = x.dims[..a].iter().product();
+    let d = x.dims[a];
+    let inner: usize = x.dims[a + 1..].iter().product();
+    let xp = cx.addr(io.g, x)?;
+    let vp = cx.addr(io.g, vals)?;
+    let ip = cx.addr(io.g, idxs)?;
+    let (gt, lt) = if largest {
+        (FloatCC::GreaterThan, FloatCC::LessThan)
+    } else {
+        (FloatCC::LessThan, FloatCC::GreaterThan)
+    };
+    cx.nest(
+        &[outer, inner],
+        &[
+            vec![(d * inner * 4) as i64, 4],
+            vec![(k * inner * 4) as i64, 4],
+            vec![(k * inner * 8) as i64, 8],
+        ],
+        vec![xp, vp, ip],
+        &mut |cx, p| {
+            let (src, vdst, idst) = (p[0], p[1], p[2]);
+            let start = cx.fconst(
+                Lanes::One,
+                if largest {
+                    f32::INFINITY
+                } else {
+                    f32::NEG_INFINITY
+                },
+            );
+            let prev_v = cx.var(types::F32, start);
+            let m1 = cx.iconst(-1);
+            let prev_i = cx.var(types::I64, m1);
+            cx.for_n(k, |cx, t| {
+                let pv = cx.b.use_var(prev_v);
+                let pi = cx.b.use_var(prev_i);
+                let nil = cx.fconst(Lanes::One, 0.0);
+                let best_v = cx.var(types::F32, nil);
+                let none = cx.iconst(-1);
+                let best_i = cx.var(types::I64, none);
+                cx.for_n(d, |cx, i| {
+                    let a = cx.index(src, i, (inner * 4) as i64);
+                    let v = cx.load(types::F32, a, 0);
+                    // Eligible: after (pv, pi) in the order.
+                    let after_v = cx.b.ins().fcmp(lt, v, pv);
+                    let same_v = cx.b.ins().fcmp(FloatCC::Equal, v, pv);
+                    let after_i = cx.b.ins().icmp(IntCC::SignedGreaterThan, i, pi);
+                    let tie = cx.b.ins().band(same_v, after_i);
+                    let eligible = cx.b.ins().bor(after_v, tie);
+                    let bv = cx.b.use_var(best_v);
+                    let bi = cx.b.use_var(best_i);
+                    let empty = cx.b.ins().icmp_imm_s(IntCC::Equal, bi, -1);
+                    let beats = cx.b.ins().fcmp(gt, v, bv);
+                    let better = cx.b.ins().bor(empty, beats);
+                    let take = cx.b.ins().band(eligible, better);
+                    let nv = cx.b.ins().select(take, v, bv);
+                    let ni = cx.b.ins().select(take, i, bi);
+                    cx.b.def_var(best_v, nv);
+                    cx.b.def_var(best_i, ni);
+                    Ok(())
+                })?;
+                let bv = cx.b.use_var(best_v);
+                let bi = cx.b.use_var(best_i);
+                // A row of NaNs finds nothing: report index 0.
+                let zero = cx.iconst(0);
+                let neg = cx.b.ins().icmp_imm_s(IntCC::SignedLessThan, bi, 0);
+                let bi_out = cx.b.ins().select(neg, zero, bi);
+                let va = cx.index(vdst, t, (inner * 4) as i64);
+                cx.store(bv, va, 0);
+                let ia = cx.index(idst, t, (inner * 8) as i64);
+                cx.store(bi_out, ia, 0);
+                cx.b.def_var(prev_v, bv);
+                cx.b.def_var(prev_i, bi);
+                Ok(())
+            })
         },
     )
 }
