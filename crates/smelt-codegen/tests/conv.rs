@@ -340,3 +340,126 @@ fn relu_and_clip_fuse_into_conv() {
     close(&f32s(&out[0]), &w1, 1e-5, 1e-5);
     close(&f32s(&out[1]), &w2, 1e-5, 1e-5);
 }
+
+/// Scatter-form reference of ConvTranspose (2-D; 1-D as h = kh = 1).
+#[allow(clippy::too_many_arguments)]
+fn convt_ref(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    (n, c, h, wd): (usize, usize, usize, usize),
+    m: usize,
+    (kh, kw): (usize, usize),
+    s: [usize; 2],
+    d: [usize; 2],
+    pb: [usize; 2],
+    (oh, ow): (usize, usize),
+    group: usize,
+) -> Vec<f32> {
+    let cpg = c / group;
+    let mpg = m / group;
+    let mut out = vec![0f64; n * m * oh * ow];
+    for ni in 0..n {
+        for mi in 0..m {
+            for p in 0..oh * ow {
+                out[(ni * m + mi) * oh * ow + p] = b[mi] as f64;
+            }
+        }
+        for ci in 0..c {
+            let g = ci / cpg;
+            for co in 0..mpg {
+                for i in 0..h {
+                    for j in 0..wd {
+                        for a in 0..kh {
+                            for e in 0..kw {
+                                let y = (i * s[0] + a * d[0]) as i64 - pb[0] as i64;
+                                let z = (j * s[1] + e * d[1]) as i64 - pb[1] as i64;
+                                if y < 0 || z < 0 || y >= oh as i64 || z >= ow as i64 {
+                                    continue;
+                                }
+                                let xv = x[((ni * c + ci) * h + i) * wd + j] as f64;
+                                let wv = w[((ci * mpg + co) * kh + a) * kw + e] as f64;
+                                out[((ni * m + g * mpg + co) * oh + y as usize) * ow
+                                    + z as usize] += xv * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.iter().map(|v| *v as f32).collect()
+}
+
+#[test]
+fn conv_transpose_2d_and_1d() {
+    // 2-D: stride 2, pads 1, output_padding 1, dilation (1, 2), groups 2.
+    let (n, c, h, w, m, kh, kw) = (1, 4, 3, 4, 6, 3, 2);
+    let x = rand(n * c * h * w, 61, -1.0, 1.0);
+    let wt = rand(c * (m / 2) * kh * kw, 62, -1.0, 1.0);
+    let b = rand(m, 63, -1.0, 1.0);
+    let (s, d, p, op) = ([2usize, 2], [1usize, 2], [1usize, 1], [1usize, 1]);
+    let oh = s[0] * (h - 1) + op[0] + (kh - 1) * d[0] + 1 - 2 * p[0];
+    let ow = s[1] * (w - 1) + op[1] + (kw - 1) * d[1] + 1 - 2 * p[1];
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[n, c, h, w]);
+    let wi = g.cf32(&[c, m / 2, kh, kw], &wt);
+    let bi = g.cf32(&[m], &b);
+    let y = g.node(
+        Op::ConvTranspose(ops::ConvTranspose {
+            auto_pad: "NOTSET".into(),
+            dilations: Some(vec![1, 2]),
+            group: 2,
+            kernel_shape: None,
+            output_padding: Some(vec![1, 1]),
+            output_shape: None,
+            pads: Some(vec![1, 1, 1, 1]),
+            strides: Some(vec![2, 2]),
+        }),
+        &[xi, wi, bi],
+    );
+    let gr = g.finish(&[y]);
+    let out = run(&gr, &[t32(&[n, c, h, w], &x)]);
+    assert_eq!(out[0].dims(), &[n, m, oh, ow]);
+    let want = convt_ref(&x, &wt, &b, (n, c, h, w), m, (kh, kw), s, d, p, (oh, ow), 2);
+    close(&f32s(&out[0]), &want, 1e-5, 1e-5);
+
+    // 1-D, stride 3, no pads, no bias.
+    let (c, w, m, k) = (2, 5, 3, 4);
+    let x = rand(c * w, 64, -1.0, 1.0);
+    let wt = rand(c * m * k, 65, -1.0, 1.0);
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[1, c, w]);
+    let wi = g.cf32(&[c, m, k], &wt);
+    let y = g.node(
+        Op::ConvTranspose(ops::ConvTranspose {
+            auto_pad: "NOTSET".into(),
+            dilations: None,
+            group: 1,
+            kernel_shape: None,
+            output_padding: None,
+            output_shape: None,
+            pads: None,
+            strides: Some(vec![3]),
+        }),
+        &[xi, wi],
+    );
+    let gr = g.finish(&[y]);
+    let out = run(&gr, &[t32(&[1, c, w], &x)]);
+    let ow = 3 * (w - 1) + k;
+    assert_eq!(out[0].dims(), &[1, m, ow]);
+    let want = convt_ref(
+        &x,
+        &wt,
+        &vec![0.0; m],
+        (1, c, 1, w),
+        m,
+        (1, k),
+        [1, 3],
+        [1, 1],
+        [0, 0],
+        (1, ow),
+        1,
+    );
+    close(&f32s(&out[0]), &want, 1e-5, 1e-5);
+}

@@ -13,6 +13,7 @@
 //! ops; this module holds the shared kit (loops, addresses, constants, lanes) and the dispatch.
 
 pub(crate) mod conv;
+pub(crate) mod conv_transpose;
 pub(crate) mod elementwise;
 pub(crate) mod math;
 pub(crate) mod matmul;
@@ -546,7 +547,10 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             const_in(2, "Conv's bias")?;
             conv::check(g, id)
         }
-        Op::ConvTranspose(_) => Err("ConvTranspose is not lowered yet".into()),
+        Op::ConvTranspose(_) => {
+            f32_in()?;
+            conv_transpose::check(g, id)
+        }
         Op::BatchNormalization(b) => {
             f32_in()?;
             if b.training_mode != 0 {
@@ -668,6 +672,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::Input | Op::Const(_) => Ok(()),
         Op::Gemm(_) | Op::MatMul(_) => matmul::lower(cx, io),
         Op::Conv(_) => conv::lower(cx, io),
+        Op::ConvTranspose(_) => conv_transpose::lower(cx, io),
         Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalAveragePool(_) | Op::GlobalMaxPool(_) => {
             pool::lower(cx, io)
         }
