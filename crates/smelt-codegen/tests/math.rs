@@ -154,3 +154,28 @@ fn erf_is_within_8_ulp() {
     let (u, at) = max_ulps(&got, &xs, &erf64);
     assert!(u <= 8, "erf: {u} ulp at {at}");
 }
+
+#[test]
+fn sin_and_cos_are_within_2e_7_absolute() {
+    let mut xs = sweep(-100.0, 100.0, 50_000);
+    xs.extend(sweep(-1.0, 1.0, 10_000));
+    for (op, f) in [
+        (Op::Sin(ops::Sin {}), f64::sin as fn(f64) -> f64),
+        (Op::Cos(ops::Cos {}), f64::cos as fn(f64) -> f64),
+    ] {
+        let got = unary(op, &xs);
+        let mut worst = (0.0f64, 0.0f32);
+        for (g, x) in got.iter().zip(&xs) {
+            let e = (*g as f64 - f(*x as f64)).abs();
+            if e > worst.0 {
+                worst = (e, *x);
+            }
+        }
+        assert!(worst.0 <= 2e-7, "error {} at {}", worst.0, worst.1);
+    }
+    // Small arguments keep their relative accuracy.
+    let small = sweep(-0.5, 0.5, 10_000);
+    let got = unary(Op::Sin(ops::Sin {}), &small);
+    let (u, at) = max_ulps(&got, &small, &f64::sin);
+    assert!(u <= 2, "sin: {u} ulp at {at}");
+}

@@ -8,6 +8,7 @@
 //! | `tanh` | odd polynomial (Cephes `tanhf`) below 0.625, `1 - 2/(exp(2x)+1)` above | ≤ 3 ulp |
 //! | `erf` | rational minimax approximation on [-4, 4] (odd degree-13 over even degree-8, Eigen's `generic_fast_erf_float` coefficients), ±1 outside | ≤ 8 ulp (the worst near |x| = 3.9, where erf ≈ 1: absolute error < 5e-7) |
 //! | `sigmoid` | `1 / (1 + exp(-x))` | ≤ 3 ulp |
+//! | `sin`, `cos` | reduction by π/4 in three parts (Cephes `sinf`/`cosf`), degree-7/8 polynomials per quadrant | absolute error ≤ 2e-7 for |x| ≤ 100; meant for |x| < 8192 |
 //!
 //! NaN inputs give NaN. The exact figures are asserted by this crate's tests.
 
@@ -298,4 +299,67 @@ pub(crate) fn pow(cx: &mut Ctx, l: Lanes, x: Value, y: Value) -> Value {
     let one = cx.fconst(l, 1.0);
     let y0 = cx.fcmp(FloatCC::Equal, y, zero);
     cx.select(l, y0, one, r)
+}
+
+/// `sin(x)` or `cos(x)`.
+pub(crate) fn sincos(cx: &mut Ctx, l: Lanes, x: Value, cos: bool) -> Value {
+    let ax = cx.b.ins().fabs(x);
+    let fopi = cx.fconst(l, 4.0 * std::f32::consts::FRAC_1_PI);
+    let t = cx.b.ins().fmul(ax, fopi);
+    let j = cx.b.ins().fcvt_to_sint_sat(ity(l), t);
+    // Make j even: (j + 1) & !1.
+    let one = cx.i32const(l, 1);
+    let j = cx.b.ins().iadd(j, one);
+    let not1 = cx.i32const(l, !1);
+    let j = cx.b.ins().band(j, not1);
+    let y = cx.b.ins().fcvt_from_sint(fty(l), j);
+    let dp1 = cx.fconst(l, -0.785_156_25);
+    let dp2 = cx.fconst(l, -2.418_756_5e-4);
+    let dp3 = cx.fconst(l, -3.774_895e-8);
+    let r = cx.fma(y, dp1, ax);
+    let r = cx.fma(y, dp2, r);
+    let r = cx.fma(y, dp3, r);
+    let q = if cos {
+        let two = cx.i32const(l, 2);
+        cx.b.ins().iadd(j, two)
+    } else {
+        j
+    };
+    let z = cx.b.ins().fmul(r, r);
+    // cos(r) = 1 - z/2 + z^2 P(z); sin(r) = r + r z Q(z).
+    let pc = horner(cx, l, z, &[2.443_315_7e-5, -1.388_731_6e-3, 4.166_664_6e-2]);
+    let z2 = cx.b.ins().fmul(z, z);
+    let mhalf = cx.fconst(l, -0.5);
+    let onef = cx.fconst(l, 1.0);
+    let c0 = cx.fma(z, mhalf, onef);
+    let cv = cx.fma(pc, z2, c0);
+    let ps = horner(cx, l, z, &[-1.951_529_6e-4, 8.332_161e-3, -1.666_665_5e-1]);
+    let rz = cx.b.ins().fmul(r, z);
+    let sv = cx.fma(ps, rz, r);
+    let two_i = cx.i32const(l, 2);
+    let four_i = cx.i32const(l, 4);
+    let zero_i = cx.i32const(l, 0);
+    let q2 = cx.b.ins().band(q, two_i);
+    let q4 = cx.b.ins().band(q, four_i);
+    let use_cos = cx.b.ins().icmp(
+        cranelift_codegen::ir::condcodes::IntCC::NotEqual,
+        q2,
+        zero_i,
+    );
+    let flip = cx.b.ins().icmp(
+        cranelift_codegen::ir::condcodes::IntCC::NotEqual,
+        q4,
+        zero_i,
+    );
+    let v = cx.select(l, use_cos, cv, sv);
+    let nv = cx.b.ins().fneg(v);
+    let v = cx.select(l, flip, nv, v);
+    if cos {
+        v
+    } else {
+        let zero = cx.fconst(l, 0.0);
+        let neg = cx.fcmp(FloatCC::LessThan, x, zero);
+        let nv = cx.b.ins().fneg(v);
+        cx.select(l, neg, nv, v)
+    }
 }

@@ -539,7 +539,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         }
         Op::Identity(_) | Op::Dropout(_) => any_in(),
         Op::Mod(_) => elementwise::check_numeric(dt(0)),
-        Op::Sin(_) | Op::Cos(_) => Err("Sin/Cos are not lowered yet".into()),
+        Op::Sin(_) | Op::Cos(_) => f32_in(),
         Op::Gemm(_) | Op::MatMul(_) => f32_in(),
         Op::Conv(_) => {
             f32_in()?;

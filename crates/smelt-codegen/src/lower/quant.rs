@@ -22,6 +22,14 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
             .and_then(|v| g.value_type(v).dtype())
     };
     let out = node.outputs.first().and_then(|v| v.ty.dtype());
+    let scale_rank = ins
+        .get(1)
+        .copied()
+        .flatten()
+        .and_then(|v| g.value_type(v).shape().map(|s| s.len()));
+    if scale_rank.is_some_and(|r| r > 1) {
+        return Err("the scale must be a scalar or 1-D (per axis)".into());
+    }
     match &node.op {
         Op::QuantizeLinear(o) => {
             if o.block_size != 0 {
