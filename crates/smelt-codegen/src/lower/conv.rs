@@ -20,7 +20,15 @@ use cranelift_frontend::Variable;
 use smelt_ir::{Graph, NodeId, Op};
 
 const CB: usize = 4; // output channels per block
-const NV: usize = 2; // f32x4 vectors of output columns per interior block
+/// f32x4 vectors of output columns per interior block for `mr` channels: about eight
+/// accumulators, enough independent FMA chains to hide their latency without spilling.
+fn nv_for(mr: usize) -> usize {
+    match mr {
+        1 => 6,
+        2 => 4,
+        _ => 2,
+    }
+}
 
 /// Static geometry of one convolution, 1-D convs as 2-D with one row.
 #[derive(Clone, Debug)]
@@ -336,7 +344,8 @@ fn row(
         0
     };
     let ow_hi = ow_hi.max(ow_lo);
-    let width = NV * 4;
+    let nv = nv_for(mr);
+    let width = nv * 4;
     let nfull = (ow_hi - ow_lo) / width;
     cx.for_n(nfull, |cx, blk| {
         let ow0 = cx.b.ins().imul_imm_s(blk, width as i64);
@@ -388,7 +397,8 @@ fn wide(
     cpg: usize,
     relu: super::Act,
 ) -> R<()> {
-    let accs = init_accs(cx, bs, mr, NV);
+    let nv = nv_for(mr);
+    let accs = init_accs(cx, bs, mr, nv);
     let hw = (gm.h * gm.w) as i64;
     let taps = gm.kh * gm.kw;
     // Input column of the first output column, first tap.
@@ -406,7 +416,7 @@ fn wide(
                     let t = kh * gm.kw + kw;
                     let base = (kw * gm.dw) as i64 * 4;
                     let mut xs = vec![];
-                    for h in 0..NV {
+                    for h in 0..nv {
                         let off = base + (h * 4 * gm.sw) as i64 * 4;
                         xs.push(load_strided(cx, xp, off, gm.sw));
                     }
@@ -414,7 +424,7 @@ fn wide(
                         let wv = cx.load(types::F32, wpc, ((t * CB + r) * 4) as i64);
                         let wv = cx.b.ins().splat(types::F32X4, wv);
                         for (h, xv) in xs.iter().enumerate() {
-                            let var = accs[r * NV + h];
+                            let var = accs[r * nv + h];
                             let a = cx.b.use_var(var);
                             let s = cx.fma(wv, *xv, a);
                             cx.b.def_var(var, s);
@@ -429,8 +439,8 @@ fn wide(
     let yrow = cx.index(bs.y, oh, (gm.ow * 4) as i64);
     let yrow = cx.index(yrow, ow0, 4);
     for r in 0..mr {
-        for h in 0..NV {
-            let mut v = cx.b.use_var(accs[r * NV + h]);
+        for h in 0..nv {
+            let mut v = cx.b.use_var(accs[r * nv + h]);
             v = super::apply_act(cx, v, relu);
             cx.store(v, yrow, (r as i64 * ohw + (h * 4) as i64) * 4);
         }
@@ -442,6 +452,25 @@ fn wide(
 fn load_strided(cx: &mut Ctx, p: Value, off: i64, s: usize) -> Value {
     if s == 1 {
         return cx.load(types::F32X4, p, off);
+    }
+    if s == 2 {
+        // Elements 0..4 and 3..7 (never past element 6, the last one used), then lanes
+        // (a0, a2, b1, b3) = elements 0, 2, 4, 6.
+        let a = cx.load(types::I8X16, p, off);
+        let b = cx.load(types::I8X16, p, off + 12);
+        let mut mask = [0u8; 16];
+        for (i, lane) in [0u8, 2, 5, 7].iter().enumerate() {
+            for k in 0..4 {
+                mask[i * 4 + k] = lane * 4 + k as u8;
+            }
+        }
+        let imm =
+            cx.b.func
+                .dfg
+                .immediates
+                .push(cranelift_codegen::ir::ConstantData::from(&mask[..]));
+        let v = cx.b.ins().shuffle(a, b, imm);
+        return cx.b.ins().bitcast(types::F32X4, super::bc(), v);
     }
     let first = cx.load(types::F32, p, off);
     let mut v = cx.b.ins().splat(types::F32X4, first);
