@@ -1,5 +1,6 @@
 //! Shape binding: symbolic dims of the graph inputs get extents, and shape inference runs again
-//! so that every value of the graph has a static shape.
+//! so that every value of the graph has a static shape; shape subgraphs (`Shape` → `Gather` →
+//! `Concat` → `Reshape`, …) fold into constants on the way ([`crate::fold`]).
 //!
 //! The extents come from `--input-shape NAME=D,D,..` or from the shapes of the tensors handed
 //! to a run. A given shape must have the declared rank and agree with every known extent. After
@@ -79,14 +80,25 @@ pub fn bind(g: &Graph, shapes: &[(String, Vec<usize>)]) -> Result<Graph, Codegen
             }
         }
     }
-    infer::infer_graph(&mut g).map_err(|errs| {
-        CodegenError::InvalidGraph(
-            errs.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let infer = |g: &mut Graph| {
+        infer::infer_graph(g).map_err(|errs| {
+            CodegenError::InvalidGraph(
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+    };
+    infer(&mut g)?;
+    // Shape subgraphs become constants once the inputs are bound; each round may make more
+    // shapes static (a loop guard bounds the rounds).
+    for _ in 0..32 {
+        if crate::fold::fold_shapes(&mut g) == 0 {
+            break;
+        }
+        infer(&mut g)?;
+    }
     Ok(g)
 }
 

@@ -25,6 +25,7 @@
 
 pub mod bind;
 pub mod error;
+pub mod fold;
 pub mod jit;
 pub(crate) mod lower;
 pub mod plan;
@@ -34,6 +35,11 @@ pub use lower::Lowered;
 
 /// Every node of `g` the native backend cannot lower, with the reason, in topological order.
 /// `smelt check` prints this; compilation refuses exactly these nodes.
+/// Runs the same binding (with the declared shapes) and shape folding as compilation first,
+/// so that nodes folded away at compile time are not reported.
 pub fn check(g: &smelt_ir::Graph) -> Vec<Unsupported> {
-    lower::unsupported_nodes(g)
+    match bind::bind(g, &[]) {
+        Ok(bound) => lower::unsupported_nodes(&bound),
+        Err(_) => lower::unsupported_nodes(g),
+    }
 }

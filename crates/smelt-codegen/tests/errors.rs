@@ -145,3 +145,76 @@ fn symbolic_dims_bind_or_name_the_value() {
     };
     assert!(matches!(compile(&g, &bad), Err(CodegenError::Bind(_))));
 }
+
+#[test]
+fn shape_subgraphs_fold_once_inputs_are_bound() {
+    // x: [batch, 3, 4] -> Reshape(x, Concat(Gather(Shape(x), 0), [-1])) -> [batch, 12]
+    let mut g = smelt_ir::Graph::new("dyn");
+    let x = g.add_input(
+        "x",
+        Type::Tensor(TensorType {
+            dtype: Some(DType::F32),
+            shape: Some(vec![Dim::Sym("batch".into()), Dim::Known(3), Dim::Known(4)]),
+        }),
+    );
+    let mut n = 0;
+    let mut node = |g: &mut smelt_ir::Graph, op: Op, ins: &[Option<smelt_ir::ValueId>]| {
+        n += 1;
+        let id = g
+            .add_node(
+                format!("n{n}"),
+                op,
+                ins,
+                vec![smelt_ir::Value {
+                    name: format!("v{n}"),
+                    ty: Type::Unknown,
+                }],
+            )
+            .unwrap();
+        smelt_ir::ValueId::new(id, 0)
+    };
+    let sh = node(
+        &mut g,
+        Op::Shape(ops::Shape {
+            start: 0,
+            end: None,
+        }),
+        &[Some(x)],
+    );
+    let zero = g.add_const(
+        "zero",
+        smelt_ir::Tensor::from_vec(vec![1], &[0i64]).unwrap(),
+    );
+    let b = node(
+        &mut g,
+        Op::Gather(ops::Gather { axis: 0 }),
+        &[Some(sh), Some(zero)],
+    );
+    let m1 = g.add_const("m1", smelt_ir::Tensor::from_vec(vec![1], &[-1i64]).unwrap());
+    let cat = node(
+        &mut g,
+        Op::Concat(ops::Concat { axis: 0 }),
+        &[Some(b), Some(m1)],
+    );
+    let r = node(
+        &mut g,
+        Op::Reshape(ops::Reshape { allowzero: 0 }),
+        &[Some(x), Some(cat)],
+    );
+    let y = node(&mut g, Op::Relu(ops::Relu {}), &[Some(r)]);
+    g.set_outputs(vec![y]).unwrap();
+    smelt_ir::infer::infer_graph(&mut g).unwrap();
+    let opts = Options {
+        input_shapes: vec![("x".into(), vec![2, 3, 4])],
+        ..Options::default()
+    };
+    let mut m = compile(&g, &opts).unwrap();
+    assert_eq!(m.outputs()[0].dims, vec![2, 12]);
+    let xv: Vec<f32> = (0..24).map(|i| i as f32 - 12.0).collect();
+    let xt = t32(&[2, 3, 4], &xv);
+    let out = m.run(&[TensorView::from(&xt)]).unwrap();
+    assert_eq!(
+        f32s(&out[0]),
+        xv.iter().map(|v| v.max(0.0)).collect::<Vec<_>>()
+    );
+}
