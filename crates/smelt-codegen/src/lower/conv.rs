@@ -4,17 +4,17 @@
 //! Weights are packed at compile time per group into blocks of 4 output channels:
 //! `[group][block][ci][kh][kw][4]`, zero-padded. For each output row the kernel computes
 //!
-//! - *interior* columns (every tap inside the input) in blocks of 4 channels × 8 columns:
-//!   eight f32x4 accumulators, one broadcast weight per channel and one input vector per 4
-//!   columns per tap (contiguous for stride 1, gathered lanes otherwise);
-//! - *border* and leftover columns one at a time, vectorised across the 4 channels, with
-//!   out-of-range taps read from a clamped address and zeroed (no branch per tap).
+//! blocks of 4 channels × 8 columns (fewer channels: more columns, about eight f32x4
+//! accumulators in all), with one broadcast weight per channel and one input vector per 4
+//! columns per tap (contiguous for stride 1, two loads and a shuffle for stride 2, gathered
+//! lanes otherwise). The bias seeds the accumulators; a fused Relu/Clip is applied at the store.
 //!
-//! Input rows outside the image (vertical padding) are skipped by one branch per kernel row.
-//! The bias seeds the accumulators.
+//! When the convolution pads, or the last block of columns is partial, the kernel reads a
+//! zero-padded copy of the current image in the node's arena scratch (with slack after it for
+//! the spare lanes of a partial block), so every tap is in bounds and there is no border code
+//! and no branch in the loop nest.
 
 use super::{axis, Ctx, NodeIo, R};
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::Variable;
 use smelt_ir::{Graph, NodeId, Op};
@@ -247,9 +247,44 @@ struct Bases {
     b: Value,
 }
 
+/// Output channels per block for the full blocks and the remainder of one group.
+fn blocks(gm: &Geom) -> (usize, usize) {
+    let mpg = gm.m / gm.group;
+    (mpg / CB, mpg % CB)
+}
+
+/// The zero-padded copy of one input image the kernel reads, when it needs one: `(hp, wp)`
+/// extents and the slack (floats) after it. Needed when the convolution pads, or when a block
+/// of output columns is partial (its spare lanes then read past the row, into the slack).
+fn padding(gm: &Geom) -> Option<(usize, usize, usize)> {
+    let (full, rem) = blocks(gm);
+    let mut partial = false;
+    for (mr, used) in [(CB, full > 0), (rem, rem > 0)] {
+        if used && !gm.ow.is_multiple_of(nv_for(mr) * 4) {
+            partial = true;
+        }
+    }
+    let need_h = (gm.oh.saturating_sub(1)) * gm.sh + (gm.kh - 1) * gm.dh + 1;
+    let need_w = (gm.ow.saturating_sub(1)) * gm.sw + (gm.kw - 1) * gm.dw + 1;
+    let hp = (gm.h + gm.pt).max(need_h);
+    let wp = (gm.w + gm.pl).max(need_w);
+    let pads = gm.pt > 0 || gm.pl > 0 || hp > gm.h || wp > gm.w;
+    (pads || partial).then_some((hp, wp, 24 * gm.sw + gm.kw * gm.dw + 64))
+}
+
+/// Arena bytes a Conv node needs for its padded input copy.
+pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
+    match geom(g, id).ok().as_ref().and_then(padding) {
+        Some((hp, wp, slack)) => geom(g, id)
+            .map(|gm| ((gm.c * hp * wp + slack) * 4) as u64)
+            .unwrap_or(0),
+        None => 0,
+    }
+}
+
 /// Lowers Conv.
 pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
-    let gm = geom(io.g, io.id)?;
+    let orig = geom(io.g, io.id)?;
     let wt = io
         .konst(1)
         .and_then(|t| t.to_f32_vec())
@@ -259,14 +294,14 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             .konst(2)
             .and_then(|t| t.to_f32_vec())
             .ok_or("Conv's bias must be an f32 constant")?,
-        None => vec![0.0; gm.m],
+        None => vec![0.0; orig.m],
     };
     let relu = io.act;
-    let (packed, nblk) = pack(&wt, &gm);
-    let mpg = gm.m / gm.group;
-    let cpg = gm.c / gm.group;
-    let mut pbias = vec![0f32; gm.group * nblk * CB];
-    for g in 0..gm.group {
+    let (packed, nblk) = pack(&wt, &orig);
+    let mpg = orig.m / orig.group;
+    let cpg = orig.c / orig.group;
+    let mut pbias = vec![0f32; orig.group * nblk * CB];
+    for g in 0..orig.group {
         for co in 0..mpg {
             pbias[(g * nblk + co / CB) * CB + co % CB] =
                 bias.get(g * mpg + co).copied().unwrap_or(0.0);
@@ -274,18 +309,37 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     }
     let wp = cx.add_f32s(&packed);
     let bp = cx.add_f32s(&pbias);
-    let x = cx.addr(io.g, io.input(0)?)?;
+    let x_in = cx.addr(io.g, io.input(0)?)?;
     let y = cx.addr(io.g, io.output(0)?)?;
+    // The kernel reads either the input itself or a zero-padded copy of the current image.
+    let pad = padding(&orig);
+    let (gm, x, image) = match pad {
+        Some((hp, wpd, slack)) => {
+            let off = io
+                .scratch
+                .ok_or("Conv needs scratch space the plan did not give")?;
+            let buf = cx.offset(cx.arena(), off as i64);
+            super::shape::fill(cx, buf, orig.c * hp * wpd + slack, &[0, 0, 0, 0])?;
+            let gm = Geom {
+                h: hp,
+                w: wpd,
+                pt: 0,
+                pl: 0,
+                ..orig.clone()
+            };
+            (gm, buf, 0i64)
+        }
+        None => (orig.clone(), x_in, (orig.c * orig.h * orig.w * 4) as i64),
+    };
     let taps = gm.kh * gm.kw;
     let hw = (gm.h * gm.w) as i64;
     let ohw = (gm.oh * gm.ow) as i64;
-    let full_blocks = mpg / CB;
-    let rem = mpg % CB;
+    let (full_blocks, rem) = blocks(&gm);
 
     let per_block = |cx: &mut Ctx, n: Value, g: Value, blk: Value, mr: usize| -> R<()> {
         // Bases for (n, g, blk).
         let xo = {
-            let a = cx.b.ins().imul_imm_s(n, gm.c as i64 * hw * 4);
+            let a = cx.b.ins().imul_imm_s(n, image);
             let b = cx.b.ins().imul_imm_s(g, cpg as i64 * hw * 4);
             let s = cx.b.ins().iadd(a, b);
             cx.b.ins().iadd(x, s)
@@ -313,6 +367,20 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         cx.for_n(gm.oh, |cx, oh| row(cx, &gm, &bases, oh, mr, cpg, relu))
     };
     cx.for_n(gm.n, |cx, n| {
+        if pad.is_some() {
+            // Copy image n into the interior of the padded buffer (borders stay zero).
+            let src = cx.index(x_in, n, (orig.c * orig.h * orig.w * 4) as i64);
+            let dst = cx.offset(x, ((orig.pt * gm.w + orig.pl) * 4) as i64);
+            super::shape::copy_nest(
+                cx,
+                &[orig.c, orig.h, orig.w],
+                src,
+                &[(orig.h * orig.w) as i64, orig.w as i64, 1],
+                dst,
+                &[(gm.h * gm.w) as i64, gm.w as i64, 1],
+                4,
+            )?;
+        }
         cx.for_n(gm.group, |cx, g| {
             cx.for_n(full_blocks, |cx, blk| per_block(cx, n, g, blk, CB))?;
             if rem > 0 {
@@ -324,7 +392,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     })
 }
 
-/// One output row `oh` of `mr` channels.
+/// One output row `oh` of `mr` channels: blocks of columns, the last one possibly partial.
 #[allow(clippy::too_many_arguments)]
 fn row(
     cx: &mut Ctx,
@@ -335,42 +403,24 @@ fn row(
     cpg: usize,
     relu: super::Act,
 ) -> R<()> {
-    // Interior columns: every kw tap inside [0, w).
-    let span = (gm.kw - 1) * gm.dw;
-    let ow_lo = gm.pl.div_ceil(gm.sw).min(gm.ow);
-    let ow_hi = if gm.w + gm.pl > span {
-        ((gm.w + gm.pl - span - 1) / gm.sw + 1).min(gm.ow)
-    } else {
-        0
-    };
-    let ow_hi = ow_hi.max(ow_lo);
-    let nv = nv_for(mr);
-    let width = nv * 4;
-    let nfull = (ow_hi - ow_lo) / width;
+    let width = nv_for(mr) * 4;
+    let nfull = gm.ow / width;
+    let rest = gm.ow % width;
     cx.for_n(nfull, |cx, blk| {
         let ow0 = cx.b.ins().imul_imm_s(blk, width as i64);
-        let ow0 = cx.b.ins().iadd_imm_s(ow0, ow_lo as i64);
-        wide(cx, gm, bs, oh, ow0, mr, cpg, relu)
+        wide(cx, gm, bs, oh, ow0, mr, cpg, width, relu)
     })?;
-    // Left border, then everything after the interior blocks.
-    cx.for_n(ow_lo, |cx, ow| single(cx, gm, bs, oh, ow, mr, cpg, relu))?;
-    let start = ow_lo + nfull * width;
-    cx.for_n(gm.ow - start, |cx, i| {
-        let ow = cx.b.ins().iadd_imm_s(i, start as i64);
-        single(cx, gm, bs, oh, ow, mr, cpg, relu)
-    })
+    if rest > 0 {
+        let ow0 = cx.iconst((nfull * width) as i64);
+        wide(cx, gm, bs, oh, ow0, mr, cpg, rest, relu)?;
+    }
+    Ok(())
 }
 
-/// `ih = oh * sh - pt + kh * dh` and whether it is inside the image.
-fn in_row(cx: &mut Ctx, gm: &Geom, oh: Value, kh: usize) -> (Value, Value) {
+/// `ih = oh * sh + kh * dh` (every row is inside the, possibly padded, input).
+fn in_row(cx: &mut Ctx, gm: &Geom, oh: Value, kh: usize) -> Value {
     let ih = cx.b.ins().imul_imm_s(oh, gm.sh as i64);
-    let ih =
-        cx.b.ins()
-            .iadd_imm_s(ih, (kh * gm.dh) as i64 - gm.pt as i64);
-    let ok =
-        cx.b.ins()
-            .icmp_imm_u(IntCC::UnsignedLessThan, ih, gm.h as i64);
-    (ih, ok)
+    cx.b.ins().iadd_imm_s(ih, (kh * gm.dh) as i64)
 }
 
 fn init_accs(cx: &mut Ctx, bs: &Bases, mr: usize, nv: usize) -> Vec<Variable> {
@@ -385,7 +435,8 @@ fn init_accs(cx: &mut Ctx, bs: &Bases, mr: usize, nv: usize) -> Vec<Variable> {
     v
 }
 
-/// An interior block: `mr` channels × 8 columns from `ow0`.
+/// A block of `mr` channels × `cols` output columns from `ow0` (all lanes computed, `cols`
+/// stored).
 #[allow(clippy::too_many_arguments)]
 fn wide(
     cx: &mut Ctx,
@@ -395,6 +446,7 @@ fn wide(
     ow0: Value,
     mr: usize,
     cpg: usize,
+    cols: usize,
     relu: super::Act,
 ) -> R<()> {
     let nv = nv_for(mr);
@@ -403,10 +455,9 @@ fn wide(
     let taps = gm.kh * gm.kw;
     // Input column of the first output column, first tap.
     let iw0 = cx.b.ins().imul_imm_s(ow0, gm.sw as i64);
-    let iw0 = cx.b.ins().iadd_imm_s(iw0, -(gm.pl as i64));
     for kh in 0..gm.kh {
-        let (ih, ok) = in_row(cx, gm, oh, kh);
-        cx.when(ok, |cx| {
+        let ih = in_row(cx, gm, oh, kh);
+        {
             let rowp = cx.index(bs.x, ih, (gm.w * 4) as i64);
             let rowp = cx.index(rowp, iw0, 4);
             cx.for_n(cpg, |cx, ci| {
@@ -432,17 +483,29 @@ fn wide(
                     }
                 }
                 Ok(())
-            })
-        })?;
+            })?;
+        }
     }
     let ohw = (gm.oh * gm.ow) as i64;
     let yrow = cx.index(bs.y, oh, (gm.ow * 4) as i64);
     let yrow = cx.index(yrow, ow0, 4);
     for r in 0..mr {
         for h in 0..nv {
+            let valid = cols.saturating_sub(h * 4).min(4);
+            if valid == 0 {
+                continue;
+            }
             let mut v = cx.b.use_var(accs[r * nv + h]);
             v = super::apply_act(cx, v, relu);
-            cx.store(v, yrow, (r as i64 * ohw + (h * 4) as i64) * 4);
+            let at = (r as i64 * ohw + (h * 4) as i64) * 4;
+            if valid == 4 {
+                cx.store(v, yrow, at);
+            } else {
+                for l in 0..valid {
+                    let e = cx.b.ins().extractlane(v, l as u8);
+                    cx.store(e, yrow, at + l as i64 * 4);
+                }
+            }
         }
     }
     Ok(())
@@ -479,70 +542,4 @@ fn load_strided(cx: &mut Ctx, p: Value, off: i64, s: usize) -> Value {
         v = cx.b.ins().insertlane(v, e, l as u8);
     }
     v
-}
-
-/// One output column `ow` (runtime) for `mr` channels, vectorised across the channels.
-#[allow(clippy::too_many_arguments)]
-fn single(
-    cx: &mut Ctx,
-    gm: &Geom,
-    bs: &Bases,
-    oh: Value,
-    ow: Value,
-    mr: usize,
-    cpg: usize,
-    relu: super::Act,
-) -> R<()> {
-    let b = cx.load(types::F32X4, bs.b, 0);
-    let acc = cx.var(types::F32X4, b);
-    let hw = (gm.h * gm.w) as i64;
-    let taps = gm.kh * gm.kw;
-    let iw0 = cx.b.ins().imul_imm_s(ow, gm.sw as i64);
-    let iw0 = cx.b.ins().iadd_imm_s(iw0, -(gm.pl as i64));
-    // Per kw: clamped column and validity (as a lane mask multiplier).
-    let mut cols = vec![];
-    for kw in 0..gm.kw {
-        let iw = cx.b.ins().iadd_imm_s(iw0, (kw * gm.dw) as i64);
-        let ok =
-            cx.b.ins()
-                .icmp_imm_u(IntCC::UnsignedLessThan, iw, gm.w as i64);
-        let zero = cx.iconst(0);
-        let maxc = cx.iconst(gm.w as i64 - 1);
-        let c = cx.b.ins().smax(iw, zero);
-        let c = cx.b.ins().smin(c, maxc);
-        cols.push((c, ok));
-    }
-    for kh in 0..gm.kh {
-        let (ih, ok) = in_row(cx, gm, oh, kh);
-        cx.when(ok, |cx| {
-            let rowp = cx.index(bs.x, ih, (gm.w * 4) as i64);
-            cx.for_n(cpg, |cx, ci| {
-                let xp = cx.index(rowp, ci, hw * 4);
-                let wpc = cx.index(bs.w, ci, (taps * CB * 4) as i64);
-                for (kw, (c, ok)) in cols.iter().enumerate() {
-                    let t = kh * gm.kw + kw;
-                    let xa = cx.index(xp, *c, 4);
-                    let xv = cx.load(types::F32, xa, 0);
-                    let nil = cx.b.ins().f32const(0.0);
-                    let xv = cx.b.ins().select(*ok, xv, nil);
-                    let xv = cx.b.ins().splat(types::F32X4, xv);
-                    let wv = cx.load(types::F32X4, wpc, (t * CB * 4) as i64);
-                    let a = cx.b.use_var(acc);
-                    let s = cx.fma(wv, xv, a);
-                    cx.b.def_var(acc, s);
-                }
-                Ok(())
-            })
-        })?;
-    }
-    let mut v = cx.b.use_var(acc);
-    v = super::apply_act(cx, v, relu);
-    let ohw = (gm.oh * gm.ow) as i64;
-    let yp = cx.index(bs.y, oh, (gm.ow * 4) as i64);
-    let yp = cx.index(yp, ow, 4);
-    for r in 0..mr {
-        let s = cx.b.ins().extractlane(v, r as u8);
-        cx.store(s, yp, r as i64 * ohw * 4);
-    }
-    Ok(())
 }

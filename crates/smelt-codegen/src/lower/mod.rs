@@ -121,6 +121,8 @@ pub(crate) struct NodeIo<'g> {
     pub outs: Vec<Option<Operand>>,
     /// An activation fused into this node's output (Conv, Gemm, MatMul).
     pub act: Act,
+    /// Arena offset of the node's scratch space, if the plan gave it one.
+    pub scratch: Option<u64>,
 }
 
 impl<'g> NodeIo<'g> {
@@ -958,10 +960,14 @@ fn node_io<'g>(g: &'g Graph, plan: &MemoryPlan, id: NodeId) -> R<NodeIo<'g>> {
         ins,
         outs,
         act: None,
+        scratch: plan.scratch(id),
     })
 }
 
 /// Extra arena bytes node `id` needs while it runs (see [`MemoryPlan::new`]).
-pub(crate) fn scratch_bytes(_g: &Graph, _id: NodeId) -> u64 {
-    0
+pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
+    match g.node(id).op {
+        Op::Conv(_) => conv::scratch_bytes(g, id),
+        _ => 0,
+    }
 }
