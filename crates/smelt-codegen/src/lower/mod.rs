@@ -22,6 +22,7 @@ pub(crate) mod pool;
 pub(crate) mod quant;
 pub(crate) mod reduce;
 pub(crate) mod resize;
+pub(crate) mod rnn;
 pub(crate) mod shape;
 pub(crate) mod softmax;
 
@@ -634,7 +635,10 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         Op::Resize(_) => resize::check(g, id),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::check(g, id),
         Op::If(_) | Op::Loop(_) => Err("control flow is not lowered yet".into()),
-        Op::LSTM(_) | Op::GRU(_) => Err("recurrent ops are not lowered yet".into()),
+        Op::LSTM(_) | Op::GRU(_) => {
+            f32_in()?;
+            rnn::check(g, id)
+        }
         Op::Opaque(o) => Err(format!(
             "`{}{}{}` is not an op smelt knows",
             o.domain,
@@ -692,6 +696,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::Softmax(_) | Op::LogSoftmax(_) => softmax::lower(cx, io),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
+        Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),
         Op::TopK(t) => reduce::topk(cx, io, t.axis, t.largest != 0),
         Op::BatchNormalization(_)
         | Op::LayerNormalization(_)
@@ -968,6 +973,7 @@ fn node_io<'g>(g: &'g Graph, plan: &MemoryPlan, id: NodeId) -> R<NodeIo<'g>> {
 pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
     match g.node(id).op {
         Op::Conv(_) => conv::scratch_bytes(g, id),
+        Op::LSTM(_) | Op::GRU(_) => rnn::scratch_bytes(g, id),
         _ => 0,
     }
 }
