@@ -97,6 +97,19 @@ fn map_with(
         if x.dims.len() > out.dims.len() {
             return Err("an input has a higher rank than the output".into());
         }
+        // Every input dim must be 1 or the output's (numpy broadcasting): anything else would
+        // read outside the input.
+        let pad = out.dims.len() - x.dims.len();
+        if x.dims
+            .iter()
+            .enumerate()
+            .any(|(k, d)| *d != 1 && *d != out.dims[pad + k])
+        {
+            return Err(format!(
+                "input dims {:?} do not broadcast to {:?}",
+                x.dims, out.dims
+            ));
+        }
         st.push(bcast_strides(&x.dims, &out.dims));
     }
     // Drop unit dims, then merge dims where every operand is contiguous across them.

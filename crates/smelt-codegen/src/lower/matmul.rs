@@ -247,7 +247,20 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             let bsrc = b_source(cx, io, b, 1, k, n, o.trans_b)?;
             let bias = match io.opt_input(2) {
                 Some(c) if o.beta != 0.0 => {
-                    let st = bcast_strides(&c.dims, &[m, n]);
+                    let out = [m, n];
+                    let pad = 2usize.saturating_sub(c.dims.len());
+                    if c.dims.len() > 2
+                        || c.dims
+                            .iter()
+                            .enumerate()
+                            .any(|(k, d)| *d != 1 && *d != out[pad + k])
+                    {
+                        return Err(format!(
+                            "Gemm's C {:?} does not broadcast to {out:?}",
+                            c.dims
+                        ));
+                    }
+                    let st = bcast_strides(&c.dims, &out);
                     let p = cx.addr(io.g, c)?;
                     Some((p, st[0], st[1], o.beta))
                 }

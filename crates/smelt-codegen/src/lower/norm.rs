@@ -154,6 +154,16 @@ fn norm_rows(
         None => None,
     };
     let slen = scale.len();
+    let fits = |n: usize| {
+        if per_channel > 0 {
+            n == per_channel
+        } else {
+            n == 1 || n == d
+        }
+    };
+    if !fits(slen) || bias.is_some_and(|b| !fits(b.len())) {
+        return Err("scale and bias do not fit the normalised axes".into());
+    }
     let mean_out = match io.outs.get(1) {
         Some(Some(o)) => Some(cx.addr(io.g, o)?),
         _ => None,
