@@ -238,6 +238,11 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 (a.dims[0], a.dims[1])
             };
             let n = *y.dims.get(1).ok_or("Gemm's output must be 2-D")?;
+            let kb = if o.trans_b { b.dims[1] } else { b.dims[0] };
+            let nb = if o.trans_b { b.dims[0] } else { b.dims[1] };
+            if kb != k || nb != n || y.dims[0] != m {
+                return Err("Gemm's operands do not fit".into());
+            }
             let a_ptr = cx.addr(io.g, a)?;
             let a_st = if o.trans_a {
                 (1, m as i64)
@@ -341,6 +346,12 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 .map(|s| s * (m * n * 4) as i64)
                 .collect();
             let _ = nb_b;
+            if y.len() != batch.iter().product::<usize>() * m * n
+                || a_dims.len() < 2
+                || b_dims[b_dims.len() - 2] != k
+            {
+                return Err("MatMul's operands do not fit".into());
+            }
             let a_ptr = cx.addr(io.g, a)?;
             let b_src = b_source(cx, io, b, b_batch.iter().product(), k, n, false)?;
             let c_ptr = cx.addr(io.g, y)?;

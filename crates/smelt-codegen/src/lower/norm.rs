@@ -70,6 +70,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             }
             let n = x.dims.first().copied().unwrap_or(1);
             let plane: usize = x.dims.iter().skip(2).product();
+            if y.len() != x.len() {
+                return Err("the output does not fit the input".into());
+            }
             let ap = cx.add_f32s(&a);
             let bp = cx.add_f32s(&b);
             let xp = cx.addr(io.g, x)?;
@@ -146,6 +149,9 @@ fn norm_rows(
     bias: Option<&Operand>,
     per_channel: usize,
 ) -> R<()> {
+    if y.len() != x.len() || x.len() != rows * d {
+        return Err("the output does not fit the input".into());
+    }
     let xp = cx.addr(io.g, x)?;
     let yp = cx.addr(io.g, y)?;
     let sp = cx.addr(io.g, scale)?;

@@ -137,6 +137,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let xs = strides(&x.dims);
     let kept: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
     let kdims: Vec<usize> = kept.iter().map(|a| x.dims[*a]).collect();
+    if y.len() != kdims.iter().product::<usize>() || x.dtype != smelt_ir::DType::F32 {
+        return Err("the reduction's output does not fit its input".into());
+    }
     let rdims: Vec<usize> = axes.iter().map(|a| x.dims[*a]).collect();
     let count: usize = rdims.iter().product();
     let trailing = axes.iter().all(|a| *a >= r - axes.len()) && {
@@ -248,6 +251,9 @@ fn arg(cx: &mut Ctx, io: &NodeIo, a: usize, max: bool, last: bool) -> R<()> {
     let outer: usize = x.dims[..a].iter().product();
     let d = x.dims[a];
     let inner: usize = x.dims[a + 1..].iter().product();
+    if y.len() != outer * inner || y.elem() != 8 {
+        return Err("the output does not fit its input".into());
+    }
     let xp = cx.addr(io.g, x)?;
     let yp = cx.addr(io.g, y)?;
     cx.nest(
@@ -295,6 +301,11 @@ pub(crate) fn topk(cx: &mut Ctx, io: &NodeIo, ax: i64, largest: bool) -> R<()> {
     let r = x.dims.len();
     let a = axis(ax, r)?;
     let k = *vals.dims.get(a).ok_or("TopK's output rank differs")?;
+    let rest =
+        |o: &super::Operand| o.dims.len() == r && (0..r).all(|j| j == a || o.dims[j] == x.dims[j]);
+    if k > x.dims[a] || !rest(vals) || !rest(idxs) || idxs.elem() != 8 {
+        return Err("TopK's outputs do not fit its input".into());
+    }
     let outer: usize = x.dims[..a].iter().product();
     let d = x.dims[a];
     let inner: usize = x.dims[a + 1..].iter().product();

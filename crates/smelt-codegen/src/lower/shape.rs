@@ -204,6 +204,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::Concat(c) => {
             let y = io.output(0)?;
             let a = axis(c.axis, y.dims.len())?;
+            parts_fit(io.ins.iter().flatten(), y, a)?;
             let ys = strides(&y.dims);
             let d0 = cx.addr(g, y)?;
             let mut at = 0usize;
@@ -221,6 +222,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::Split(sp) => {
             let x = io.input(0)?;
             let a = axis(sp.axis, x.dims.len())?;
+            parts_fit(io.outs.iter().flatten(), x, a)?;
             let xs = strides(&x.dims);
             let s0 = cx.addr(g, x)?;
             let mut at = 0usize;
@@ -276,6 +278,16 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 };
                 first[a] = s;
                 step[a] = st;
+            }
+            if y.dims.len() != r {
+                return Err("Slice's output rank differs from the input".into());
+            }
+            for k in 0..r {
+                let n = y.dims[k] as i64;
+                let last = first[k] + (n - 1) * step[k];
+                if n > 0 && (first[k] >= x.dims[k] as i64 || last < 0 || last >= x.dims[k] as i64) {
+                    return Err("Slice reads outside its input".into());
+                }
             }
             let off: i64 = (0..r).map(|k| first[k] * xs[k]).sum();
             let src_st: Vec<i64> = (0..r).map(|k| step[k] * xs[k]).collect();
@@ -378,6 +390,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 }
                 _ => vec![],
             };
+            if bytes.len() != y.len() * y.elem() {
+                return Err("the output does not hold the shape".into());
+            }
             // Small: store the words directly.
             for (i, ch) in bytes.chunks(8).enumerate() {
                 let mut w = [0u8; 8];
@@ -389,6 +404,24 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         }
         op => Err(format!("{} is not a data-movement op", op.op_type())),
     }
+}
+
+/// Checks that the parts of a Concat or Split tile `whole` along axis `a`.
+fn parts_fit<'a>(parts: impl Iterator<Item = &'a Operand>, whole: &Operand, a: usize) -> R<()> {
+    let mut sum = 0usize;
+    for p in parts {
+        if p.dims.len() != whole.dims.len()
+            || p.elem() != whole.elem()
+            || (0..p.dims.len()).any(|k| k != a && p.dims[k] != whole.dims[k])
+        {
+            return Err("the parts do not fit the whole tensor".into());
+        }
+        sum += p.dims[a];
+    }
+    if sum > whole.dims[a] {
+        return Err("the parts exceed the whole tensor".into());
+    }
+    Ok(())
 }
 
 fn cx_needs_copy(io: &NodeIo) -> bool {
@@ -407,6 +440,9 @@ fn gather(cx: &mut Ctx, io: &NodeIo, ax: i64) -> R<()> {
     let inner: usize = x.dims[a + 1..].iter().product();
     let n_idx = idx.len();
     let e = x.elem();
+    if y.len() != outer * n_idx * inner || y.elem() != e {
+        return Err("Gather's output does not fit its operands".into());
+    }
     let xs = cx.addr(g, x)?;
     let is = cx.addr(g, idx)?;
     let ys = cx.addr(g, y)?;
@@ -462,6 +498,9 @@ fn gather_elements(cx: &mut Ctx, io: &NodeIo, ax: i64) -> R<()> {
     let n_axis = x.dims[a] as i64;
     if n_axis == 0 {
         return Ok(());
+    }
+    if (0..r).any(|k| k != a && idx.dims[k] > x.dims[k]) || y.dims != idx.dims {
+        return Err("GatherElements' indices do not fit the data".into());
     }
     let e = x.elem() as i64;
     let ie = idx.elem() as i64;
@@ -558,6 +597,9 @@ fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
         } else {
             vec![0u8; e]
         };
+        if (0..r).any(|k| y.dims[k] < x.dims[k] + begin[k] as usize) {
+            return Err("Pad's output does not hold its input".into());
+        }
         fill(cx, ys, y.len(), &pattern)?;
         let off: i64 = (0..r).map(|k| begin[k] * yst[k]).sum::<i64>() * e as i64;
         let d = cx.offset(ys, off);

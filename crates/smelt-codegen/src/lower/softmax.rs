@@ -25,6 +25,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let outer: usize = x.dims.iter().take(a).product();
     let d = x.dims.get(a).copied().unwrap_or(1);
     let inner: usize = x.dims.iter().skip(a + 1).product();
+    if y.len() != x.len() {
+        return Err("the output does not fit the input".into());
+    }
     let xp = cx.addr(io.g, x)?;
     let yp = cx.addr(io.g, y)?;
     if inner == 1 {
