@@ -29,6 +29,8 @@ pub const ALIGN: u64 = 64;
 pub enum Place {
     /// Graph input buffer `i` (read-only).
     Input(usize),
+    /// Captured value `k` of a subgraph (a branch of `If`): the owning node's operand.
+    Capture(usize),
     /// Graph output buffer `j`.
     Output(usize),
     /// The arena, at this byte offset.
@@ -124,6 +126,7 @@ impl MemoryPlan {
             last_use.insert(*v, end);
         }
         let inputs = g.inputs();
+        let captures = g.captures();
 
         let mut places: HashMap<ValueId, Place> = HashMap::new();
         let mut kinds: HashMap<NodeId, NodeKind> = HashMap::new();
@@ -150,8 +153,11 @@ impl MemoryPlan {
             match &node.op {
                 Op::Input => {
                     let v = ValueId::new(*id, 0);
-                    let i = inputs.iter().position(|x| *x == v).unwrap_or(0);
-                    places.insert(v, Place::Input(i));
+                    let place = match inputs.iter().position(|x| *x == v) {
+                        Some(i) => Place::Input(i),
+                        None => Place::Capture(captures.iter().position(|x| *x == v).unwrap_or(0)),
+                    };
+                    places.insert(v, place);
                     kinds.insert(*id, NodeKind::Compute);
                     continue;
                 }
@@ -371,6 +377,7 @@ impl MemoryPlan {
                 let v = ValueId::new(*id, port as u32);
                 let place = match places.get(&v) {
                     Some(Place::Input(i)) => format!("input {i}"),
+                    Some(Place::Capture(k)) => format!("capture {k}"),
                     Some(Place::Output(j)) => format!("output {j}"),
                     Some(Place::Const) => "const".to_string(),
                     Some(Place::Arena(o)) => format!("arena @{o}"),

@@ -12,6 +12,7 @@
 //! (`NAME_weights`), possibly repacked for the kernels. One module per op family lowers its
 //! ops; this module holds the shared kit (loops, addresses, constants, lanes) and the dispatch.
 
+pub(crate) mod control;
 pub(crate) mod conv;
 pub(crate) mod conv_transpose;
 pub(crate) mod elementwise;
@@ -173,10 +174,13 @@ pub(crate) struct Ctx<'a> {
     pub feat: Features,
     inputs: Vec<Value>,
     outputs: Vec<Value>,
+    captures: Vec<Value>,
     arena: Value,
     weights: Value,
     blob: Vec<u8>,
-    const_at: HashMap<ValueId, u64>,
+    /// Offsets of constants already in the weights object, by (graph, value): subgraphs number
+    /// their values independently.
+    const_at: HashMap<(usize, ValueId), u64>,
 }
 
 /// Flags for `bitcast`: only the byte order.
@@ -365,16 +369,18 @@ impl<'a> Ctx<'a> {
     pub fn addr(&mut self, g: &Graph, o: &Operand) -> R<Value> {
         Ok(match o.place {
             Place::Input(i) => *self.inputs.get(i).ok_or("no such input")?,
+            Place::Capture(k) => *self.captures.get(k).ok_or("no such capture")?,
             Place::Output(j) => *self.outputs.get(j).ok_or("no such output")?,
             Place::Arena(off) => self.offset(self.arena, off as i64),
             Place::Const => {
                 let t = g.const_value(o.v).ok_or("constant without data")?;
-                let off = match self.const_at.get(&o.v) {
+                let key = (g as *const Graph as usize, o.v);
+                let off = match self.const_at.get(&key) {
                     Some(off) => *off,
                     None => {
                         let bytes = t.bytes().ok_or("string constants are not supported")?;
                         let off = self.add_weights(bytes);
-                        self.const_at.insert(o.v, off);
+                        self.const_at.insert(key, off);
                         off
                     }
                 };
@@ -634,7 +640,8 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         }
         Op::Resize(_) => resize::check(g, id),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::check(g, id),
-        Op::If(_) | Op::Loop(_) => Err("control flow is not lowered yet".into()),
+        Op::If(_) => control::check_if(g, id),
+        Op::Loop(_) => Err("Loop is not lowered yet".into()),
         Op::LSTM(_) | Op::GRU(_) => {
             f32_in()?;
             rnn::check(g, id)
@@ -697,6 +704,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
         Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),
+        Op::If(_) => control::lower_if(cx, io),
         Op::TopK(t) => reduce::topk(cx, io, t.axis, t.largest != 0),
         Op::BatchNormalization(_)
         | Op::LayerNormalization(_)
@@ -789,55 +797,13 @@ pub(crate) fn lower_model<M: Module + ?Sized>(
             feat,
             inputs,
             outputs,
+            captures: vec![],
             arena,
             weights,
             blob: vec![],
             const_at: HashMap::new(),
         };
-        let (fused, skip) = fusions(g, plan);
-        for id in &plan.order {
-            if plan.kind(*id) == NodeKind::Alias || skip.contains(id) {
-                continue;
-            }
-            let io = match node_io(g, plan, *id) {
-                Ok(io) => io,
-                Err(reason) => {
-                    errors.push(Unsupported {
-                        node: g.display_node_name(*id),
-                        op: g.node(*id).op.op_type().to_string(),
-                        reason,
-                    });
-                    continue;
-                }
-            };
-            let io = NodeIo {
-                act: fused.get(id).copied().flatten(),
-                ..io
-            };
-            if let Err(reason) = lower_node(&mut cx, &io) {
-                errors.push(Unsupported {
-                    node: g.display_node_name(*id),
-                    op: g.node(*id).op.op_type().to_string(),
-                    reason,
-                });
-            }
-        }
-        for (v, j) in &plan.output_copies {
-            let res = operand(g, plan, *v).and_then(|src| {
-                let dst = Operand {
-                    place: Place::Output(*j),
-                    ..src.clone()
-                };
-                shape::copy(&mut cx, g, &src, &dst)
-            });
-            if let Err(reason) = res {
-                errors.push(Unsupported {
-                    node: g.value(*v).name.clone(),
-                    op: "output".into(),
-                    reason,
-                });
-            }
-        }
+        lower_body(&mut cx, g, plan, &mut errors);
         let zero = cx.b.ins().iconst(types::I32, 0);
         cx.b.ins().return_(&[zero]);
         cx.b.seal_all_blocks();
@@ -926,6 +892,80 @@ fn fusions(g: &Graph, plan: &MemoryPlan) -> (HashMap<NodeId, Act>, HashSet<NodeI
     (fused, skip)
 }
 
+/// Lowers every node of a planned graph (the model, or a branch of `If` with the context's
+/// inputs, outputs, captures and arena pointing at the branch's buffers), then its output
+/// copies; collects the nodes that cannot be lowered.
+pub(crate) fn lower_body(
+    cx: &mut Ctx,
+    g: &Graph,
+    plan: &MemoryPlan,
+    errors: &mut Vec<Unsupported>,
+) {
+    let (fused, skip) = fusions(g, plan);
+    for id in &plan.order {
+        if plan.kind(*id) == NodeKind::Alias || skip.contains(id) {
+            continue;
+        }
+        let io = match node_io(g, plan, *id) {
+            Ok(io) => io,
+            Err(reason) => {
+                errors.push(Unsupported {
+                    node: g.display_node_name(*id),
+                    op: g.node(*id).op.op_type().to_string(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        let io = NodeIo {
+            act: fused.get(id).copied().flatten(),
+            ..io
+        };
+        if let Err(reason) = lower_node(cx, &io) {
+            errors.push(Unsupported {
+                node: g.display_node_name(*id),
+                op: g.node(*id).op.op_type().to_string(),
+                reason,
+            });
+        }
+    }
+    for (v, j) in &plan.output_copies {
+        let res = operand(g, plan, *v).and_then(|src| {
+            let dst = Operand {
+                place: Place::Output(*j),
+                ..src.clone()
+            };
+            shape::copy(cx, g, &src, &dst)
+        });
+        if let Err(reason) = res {
+            errors.push(Unsupported {
+                node: g.value(*v).name.clone(),
+                op: "output".into(),
+                reason,
+            });
+        }
+    }
+}
+
+/// Swaps the buffers the context resolves places against (for lowering a subgraph); returns
+/// the previous ones.
+pub(crate) fn swap_frame(
+    cx: &mut Ctx,
+    frame: (Vec<Value>, Vec<Value>, Vec<Value>, Value),
+) -> (Vec<Value>, Vec<Value>, Vec<Value>, Value) {
+    let old = (
+        std::mem::take(&mut cx.inputs),
+        std::mem::take(&mut cx.outputs),
+        std::mem::take(&mut cx.captures),
+        cx.arena,
+    );
+    cx.inputs = frame.0;
+    cx.outputs = frame.1;
+    cx.captures = frame.2;
+    cx.arena = frame.3;
+    old
+}
+
 fn operand(g: &Graph, plan: &MemoryPlan, v: ValueId) -> R<Operand> {
     let ty = g.value_type(v);
     let name = &g.value(v).name;
@@ -974,6 +1014,7 @@ pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
     match g.node(id).op {
         Op::Conv(_) => conv::scratch_bytes(g, id),
         Op::LSTM(_) | Op::GRU(_) => rnn::scratch_bytes(g, id),
+        Op::If(_) => control::scratch_bytes(g, id),
         _ => 0,
     }
 }
