@@ -641,7 +641,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         Op::Resize(_) => resize::check(g, id),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::check(g, id),
         Op::If(_) => control::check_if(g, id),
-        Op::Loop(_) => Err("Loop is not lowered yet".into()),
+        Op::Loop(_) => control::check_loop(g, id),
         Op::LSTM(_) | Op::GRU(_) => {
             f32_in()?;
             rnn::check(g, id)
@@ -705,6 +705,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::Resize(_) => resize::lower(cx, io),
         Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),
         Op::If(_) => control::lower_if(cx, io),
+        Op::Loop(_) => control::lower_loop(cx, io),
         Op::TopK(t) => reduce::topk(cx, io, t.axis, t.largest != 0),
         Op::BatchNormalization(_)
         | Op::LayerNormalization(_)
@@ -1015,6 +1016,7 @@ pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
         Op::Conv(_) => conv::scratch_bytes(g, id),
         Op::LSTM(_) | Op::GRU(_) => rnn::scratch_bytes(g, id),
         Op::If(_) => control::scratch_bytes(g, id),
+        Op::Loop(_) => control::loop_scratch_bytes(g, id),
         _ => 0,
     }
 }
