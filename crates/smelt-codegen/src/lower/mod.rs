@@ -397,7 +397,10 @@ impl<'a> Ctx<'a> {
     }
     /// Appends f32 values to the weights object; returns the address of the first.
     pub fn add_f32s(&mut self, v: &[f32]) -> Value {
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let mut bytes = Vec::with_capacity(v.len() * 4);
+        for x in v {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
         let off = self.add_weights(&bytes);
         self.offset(self.weights, off as i64)
     }
