@@ -91,6 +91,23 @@ pub fn bind(g: &Graph, shapes: &[(String, Vec<usize>)]) -> Result<Graph, Codegen
         })
     };
     infer(&mut g)?;
+    // The legacy softmax the front end keeps opaque has its input's type.
+    let mut retyped = false;
+    for id in g.node_ids() {
+        if crate::lower::softmax_legacy(&g.node(id).op) {
+            if let Some(Some(x)) = g.node_inputs(id).first() {
+                let ty = g.value_type(*x).clone();
+                let out = smelt_ir::ValueId::new(id, 0);
+                if g.contains_value(out) && *g.value_type(out) != ty {
+                    g.set_value_type(out, ty);
+                    retyped = true;
+                }
+            }
+        }
+    }
+    if retyped {
+        infer(&mut g)?;
+    }
     // Shape subgraphs become constants once the inputs are bound; each round may make more
     // shapes static (a loop guard bounds the rounds).
     for _ in 0..32 {

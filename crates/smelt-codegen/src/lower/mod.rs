@@ -649,6 +649,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             f32_in()?;
             rnn::check(g, id)
         }
+        op @ Op::Opaque(_) if softmax::legacy(op).is_some() => f32_in(),
         Op::Opaque(o) => Err(format!(
             "`{}{}{}` is not an op smelt knows",
             o.domain,
@@ -704,6 +705,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         | Op::ArgMax(_)
         | Op::ArgMin(_) => reduce::lower(cx, io),
         Op::Softmax(_) | Op::LogSoftmax(_) => softmax::lower(cx, io),
+        op @ Op::Opaque(_) if softmax::legacy(op).is_some() => softmax::lower(cx, io),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
         Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),
@@ -1022,4 +1024,9 @@ pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
         Op::Loop(_) => control::loop_scratch_bytes(g, id),
         _ => 0,
     }
+}
+
+/// True for an opaque node the backend lowers as the legacy (opset < 13) softmax.
+pub(crate) fn softmax_legacy(op: &Op) -> bool {
+    softmax::legacy(op).is_some()
 }
