@@ -549,7 +549,18 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
                 Err(format!("Cast from {from} to {} is not supported", c.to))
             }
         }
-        Op::Identity(_) | Op::Dropout(_) => any_in(),
+        Op::Identity(_) => any_in(),
+        Op::Dropout(_) => {
+            any_in()?;
+            // Training mode drops at random: only a constant false (inference) is lowered.
+            match ins.get(2).copied().flatten() {
+                None => Ok(()),
+                Some(v) => match g.const_value(v).and_then(|t| t.to_i64_vec()) {
+                    Some(b) if b.iter().all(|x| *x == 0) => Ok(()),
+                    _ => Err("training-mode Dropout is not supported".into()),
+                },
+            }
+        }
         Op::Mod(_) => elementwise::check_numeric(dt(0)),
         Op::Sin(_) | Op::Cos(_) => f32_in(),
         Op::Gemm(_) | Op::MatMul(_) => f32_in(),
@@ -650,6 +661,10 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             rnn::check(g, id)
         }
         op @ Op::Opaque(_) if softmax::legacy(op).is_some() => f32_in(),
+        op @ Op::Opaque(_) if is_cast_like(op) => match (dt(0), dt(1)) {
+            (Some(a), Some(b)) if elementwise::cast_supported(a, b) => Ok(()),
+            (a, b) => Err(format!("CastLike from {a:?} to {b:?} is not supported")),
+        },
         Op::Opaque(o) => Err(format!(
             "`{}{}{}` is not an op smelt knows",
             o.domain,
@@ -706,6 +721,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         | Op::ArgMin(_) => reduce::lower(cx, io),
         Op::Softmax(_) | Op::LogSoftmax(_) => softmax::lower(cx, io),
         op @ Op::Opaque(_) if softmax::legacy(op).is_some() => softmax::lower(cx, io),
+        op @ Op::Opaque(_) if is_cast_like(op) => elementwise::cast_like(cx, io),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
         Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),
@@ -1029,4 +1045,11 @@ pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
 /// True for an opaque node the backend lowers as the legacy (opset < 13) softmax.
 pub(crate) fn softmax_legacy(op: &Op) -> bool {
     softmax::legacy(op).is_some()
+}
+
+/// True for ONNX `CastLike` (kept opaque by the IR): a Cast to the second input's dtype.
+pub(crate) fn is_cast_like(op: &Op) -> bool {
+    matches!(op, Op::Opaque(o) if o.op_type == "CastLike"
+        && (o.domain.is_empty() || o.domain == "ai.onnx")
+        && o.attrs.iter().all(|(n, _)| n == "saturate"))
 }
