@@ -70,20 +70,22 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         let d = get(&o.dilations, 1).max(1);
         let op = get(&o.output_padding, 0);
         let explicit = o.pads.as_ref().and_then(|p| p.get(i).copied()).unwrap_or(0);
-        let pad =
-            if o.output_shape.is_some() || o.auto_pad == "SAME_UPPER" || o.auto_pad == "SAME_LOWER"
-            {
-                let total = s * (inp as i64 - 1) + op + (k as i64 - 1) * d + 1 - out as i64;
-                if o.auto_pad == "SAME_UPPER" {
-                    total / 2
-                } else {
-                    total - total / 2
-                }
-            } else if o.auto_pad == "VALID" {
-                0
+        let pad = if o.output_shape.is_some()
+            || o.auto_pad == "SAME_UPPER"
+            || o.auto_pad == "SAME_LOWER"
+        {
+            // A larger output than the input reaches (negative total) gets zeros at the end.
+            let total = (s * (inp as i64 - 1) + op + (k as i64 - 1) * d + 1 - out as i64).max(0);
+            if o.auto_pad == "SAME_UPPER" {
+                total / 2
             } else {
-                explicit
-            };
+                total - total / 2
+            }
+        } else if o.auto_pad == "VALID" {
+            0
+        } else {
+            explicit
+        };
         geo[i + 2 - sp] = (inp, out, k, s as usize, d as usize, pad);
     }
     let [(ih_n, oh_n, kh_n, sh, dh, ph), (iw_n, ow_n, kw_n, sw, dw, pw)] = geo;
