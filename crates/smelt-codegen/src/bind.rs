@@ -106,6 +106,39 @@ pub fn bind(g: &Graph, shapes: &[(String, Vec<usize>)]) -> Result<Graph, Codegen
     Ok(g)
 }
 
+/// Replaces the named graph inputs by constants holding the given values (the values must fit
+/// the declared dtype and known extents); the inputs leave the graph's input list.
+pub fn freeze_inputs(
+    g: &Graph,
+    values: &[(String, smelt_ir::Tensor)],
+) -> Result<Graph, CodegenError> {
+    let mut g = g.clone();
+    for (name, t) in values {
+        let inputs = g.inputs();
+        let Some(v) = inputs.iter().copied().find(|v| g.value(*v).name == *name) else {
+            return Err(CodegenError::Bind(format!(
+                "the graph has no input `{name}`"
+            )));
+        };
+        let ty = g.value_type(v).clone();
+        if !ty.compatible(&Type::tensor(t.dtype(), t.dims())) {
+            return Err(CodegenError::Bind(format!(
+                "input `{name}` is {ty}, the value given is {}",
+                crate::error::describe(t.dtype(), t.dims())
+            )));
+        }
+        let cname = g.fresh_name(&format!("{name}_value"));
+        let c = g.add_const(cname, t.clone());
+        g.replace_all_uses(v, c)
+            .map_err(|e| CodegenError::InvalidGraph(e.to_string()))?;
+        let rest: Vec<_> = inputs.into_iter().filter(|x| *x != v).collect();
+        g.set_inputs(rest)
+            .map_err(|e| CodegenError::InvalidGraph(e.to_string()))?;
+        g.remove_node(v.node);
+    }
+    Ok(g)
+}
+
 /// Sets the output types of the opaque ops the backend lowers; true when one changed.
 fn retype_opaque(g: &mut Graph) -> bool {
     let mut retyped = false;

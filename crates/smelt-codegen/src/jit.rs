@@ -24,6 +24,10 @@ use smelt_ir::{DType, Graph, Tensor};
 pub struct Options {
     /// Shapes for graph inputs with symbolic dims (`--input-shape NAME=D,D,..`).
     pub input_shapes: Vec<(String, Vec<usize>)>,
+    /// Graph inputs whose values are fixed at compile time: they become constants (so that,
+    /// e.g., a reduction's axes or a Reshape's shape given as an input fold), and the compiled
+    /// model no longer takes them ([`CompiledModel::inputs`] lists what it takes).
+    pub const_inputs: Vec<(String, Tensor)>,
     /// Symbol name of the generated function.
     pub name: String,
 }
@@ -32,6 +36,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             input_shapes: vec![],
+            const_inputs: vec![],
             name: "smelt_model".into(),
         }
     }
@@ -100,7 +105,14 @@ pub struct CompiledModel {
 /// Compiles a graph: binds shapes, checks that every node can be lowered, plans memory, lowers
 /// to Cranelift and JIT-compiles.
 pub fn compile(g: &Graph, opts: &Options) -> Result<CompiledModel, CodegenError> {
-    let bound = bind::bind(g, &opts.input_shapes)?;
+    let bound = if opts.const_inputs.is_empty() {
+        bind::bind(g, &opts.input_shapes)?
+    } else {
+        bind::bind(
+            &bind::freeze_inputs(g, &opts.const_inputs)?,
+            &opts.input_shapes,
+        )?
+    };
     let unsupported = lower::unsupported_nodes(&bound);
     if !unsupported.is_empty() {
         return Err(CodegenError::unsupported(unsupported));
