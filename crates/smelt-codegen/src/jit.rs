@@ -106,12 +106,21 @@ pub struct CompiledModel {
 /// to Cranelift and JIT-compiles.
 pub fn compile(g: &Graph, opts: &Options) -> Result<CompiledModel, CodegenError> {
     let bound = if opts.const_inputs.is_empty() {
-        bind::bind(g, &opts.input_shapes)?
+        bind::bind(g, &opts.input_shapes)
     } else {
-        bind::bind(
-            &bind::freeze_inputs(g, &opts.const_inputs)?,
-            &opts.input_shapes,
-        )?
+        bind::freeze_inputs(g, &opts.const_inputs).and_then(|f| bind::bind(&f, &opts.input_shapes))
+    };
+    let bound = match bound {
+        Ok(b) => b,
+        Err(e @ CodegenError::Bind(_)) => return Err(e),
+        Err(e) => {
+            // A graph inference refuses: nodes the backend cannot take are the more useful news.
+            let unsupported = lower::unsupported_nodes(g);
+            if !unsupported.is_empty() {
+                return Err(CodegenError::unsupported(unsupported));
+            }
+            return Err(e);
+        }
     };
     let unsupported = lower::unsupported_nodes(&bound);
     if !unsupported.is_empty() {
