@@ -102,9 +102,12 @@ pub struct CompiledModel {
     out_ptrs: Vec<*mut u8>,
 }
 
-/// Compiles a graph: binds shapes, checks that every node can be lowered, plans memory, lowers
-/// to Cranelift and JIT-compiles.
-pub fn compile(g: &Graph, opts: &Options) -> Result<CompiledModel, CodegenError> {
+/// Binds shapes and frozen inputs, checks that every node can be lowered and that every value
+/// is static, verifies the graph and plans memory.
+pub(crate) fn bind_and_plan(
+    g: &Graph,
+    opts: &Options,
+) -> Result<(Graph, MemoryPlan), CodegenError> {
     let bound = if opts.const_inputs.is_empty() {
         bind::bind(g, &opts.input_shapes)
     } else {
@@ -130,6 +133,14 @@ pub fn compile(g: &Graph, opts: &Options) -> Result<CompiledModel, CodegenError>
     smelt_ir::verify(&bound).map_err(|e| CodegenError::InvalidGraph(e.to_string()))?;
     let plan =
         MemoryPlan::new(&bound, &lower::scratch_bytes).map_err(CodegenError::InvalidGraph)?;
+
+    Ok((bound, plan))
+}
+
+/// Compiles a graph: binds shapes, checks that every node can be lowered, plans memory, lowers
+/// to Cranelift and JIT-compiles.
+pub fn compile(g: &Graph, opts: &Options) -> Result<CompiledModel, CodegenError> {
+    let (bound, plan) = bind_and_plan(g, opts)?;
 
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {
