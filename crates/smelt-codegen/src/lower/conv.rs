@@ -568,17 +568,24 @@ fn wide(
     let taps = gm.kh * gm.kw;
     // Input column of the first output column, first tap.
     let iw0 = cx.b.ins().imul_imm_s(ow0, gm.sw as i64);
-    for kh in 0..gm.kh {
-        let ih = in_row(cx, gm, oh, kh);
-        {
-            let rowp = cx.index(bs.x, ih, (gm.w * 4) as i64);
-            let rowp = cx.index(rowp, iw0, 4);
-            cx.for_n(cpg, |cx, ci| {
-                let xp = cx.index(rowp, ci, hw * 4);
-                let wpc = cx.index(bs.w, ci, (taps * CB * 4) as i64);
+    // First input row of the window; row kh is kh * dh rows further. Small windows run all
+    // taps per input channel (one loop); large ones (7x7 stems) one kernel row per loop.
+    let ih0 = in_row(cx, gm, oh, 0);
+    let rowp = cx.index(bs.x, ih0, (gm.w * 4) as i64);
+    let rowp = cx.index(rowp, iw0, 4);
+    let row_groups: Vec<Vec<usize>> = if taps <= 9 {
+        vec![(0..gm.kh).collect()]
+    } else {
+        (0..gm.kh).map(|kh| vec![kh]).collect()
+    };
+    for rows in &row_groups {
+        cx.for_n(cpg, |cx, ci| {
+            let xp = cx.index(rowp, ci, hw * 4);
+            let wpc = cx.index(bs.w, ci, (taps * CB * 4) as i64);
+            for &kh in rows {
                 for kw in 0..gm.kw {
                     let t = kh * gm.kw + kw;
-                    let base = (kw * gm.dw) as i64 * 4;
+                    let base = ((kh * gm.dh * gm.w + kw * gm.dw) * 4) as i64;
                     let mut xs = vec![];
                     for h in 0..nv {
                         let off = base + (h * 4 * gm.sw) as i64 * 4;
@@ -595,9 +602,9 @@ fn wide(
                         }
                     }
                 }
-                Ok(())
-            })?;
-        }
+            }
+            Ok(())
+        })?;
     }
     let ohw = (gm.oh * gm.ow) as i64;
     let yrow = cx.index(bs.y, oh, (gm.ow * 4) as i64);
