@@ -103,6 +103,15 @@ fn eval(op: &Op, ins: &[Option<Val>], out_dims: &[usize]) -> Option<Vec<f64>> {
         )
     };
     let int_like = x(0).is_some_and(|v| v.ints.is_some());
+    let arity = match op {
+        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => 2,
+        Op::Equal(_) | Op::Less(_) | Op::Greater(_) => 2,
+        Op::Where(_) => 3,
+        _ => 1,
+    };
+    if ins.iter().flatten().count() < arity {
+        return None;
+    }
     Some(match op {
         Op::Identity(_)
         | Op::Reshape(_)
