@@ -91,15 +91,90 @@ pub fn bind(g: &Graph, shapes: &[(String, Vec<usize>)]) -> Result<Graph, Codegen
         })
     };
     infer(&mut g)?;
-    // Shape subgraphs become constants once the inputs are bound; each round may make more
-    // shapes static (a loop guard bounds the rounds).
+    // Opaque ops the backend lowers get their types (the legacy softmax its input's type,
+    // CastLike its first input's shape and its second input's dtype), and shape subgraphs
+    // become constants once the inputs are bound; each round may make more shapes static (a
+    // loop guard bounds the rounds).
     for _ in 0..32 {
-        if crate::fold::fold_shapes(&mut g) == 0 {
+        let retyped = retype_opaque(&mut g);
+        let folded = crate::fold::fold_shapes(&mut g);
+        if !retyped && folded == 0 {
             break;
         }
         infer(&mut g)?;
     }
     Ok(g)
+}
+
+/// Replaces the named graph inputs by constants holding the given values (the values must fit
+/// the declared dtype and known extents); the inputs leave the graph's input list.
+pub fn freeze_inputs(
+    g: &Graph,
+    values: &[(String, smelt_ir::Tensor)],
+) -> Result<Graph, CodegenError> {
+    let mut g = g.clone();
+    for (name, t) in values {
+        let inputs = g.inputs();
+        let Some(v) = inputs.iter().copied().find(|v| g.value(*v).name == *name) else {
+            return Err(CodegenError::Bind(format!(
+                "the graph has no input `{name}`"
+            )));
+        };
+        let ty = g.value_type(v).clone();
+        if !ty.compatible(&Type::tensor(t.dtype(), t.dims())) {
+            return Err(CodegenError::Bind(format!(
+                "input `{name}` is {ty}, the value given is {}",
+                crate::error::describe(t.dtype(), t.dims())
+            )));
+        }
+        let cname = g.fresh_name(&format!("{name}_value"));
+        let c = g.add_const(cname, t.clone());
+        g.replace_all_uses(v, c)
+            .map_err(|e| CodegenError::InvalidGraph(e.to_string()))?;
+        let rest: Vec<_> = inputs.into_iter().filter(|x| *x != v).collect();
+        g.set_inputs(rest)
+            .map_err(|e| CodegenError::InvalidGraph(e.to_string()))?;
+        g.remove_node(v.node);
+    }
+    Ok(g)
+}
+
+/// Sets the output types of the opaque ops the backend lowers; true when one changed.
+fn retype_opaque(g: &mut Graph) -> bool {
+    let mut retyped = false;
+    for id in g.node_ids() {
+        let op = &g.node(id).op;
+        let (softmax, cast_like) = (
+            crate::lower::softmax_legacy(op),
+            crate::lower::is_cast_like(op),
+        );
+        if !(softmax || cast_like) {
+            continue;
+        }
+        let ins = g.node_inputs(id);
+        let Some(Some(x)) = ins.first() else {
+            continue;
+        };
+        let mut ty = g.value_type(*x).clone();
+        if cast_like {
+            let like = ins
+                .get(1)
+                .copied()
+                .flatten()
+                .and_then(|v| g.value_type(v).dtype());
+            match (&mut ty, like) {
+                (Type::Tensor(t), Some(d)) => t.dtype = Some(d),
+                // Not known yet: a later round may know it.
+                _ => continue,
+            }
+        }
+        let out = smelt_ir::ValueId::new(id, 0);
+        if g.contains_value(out) && *g.value_type(out) != ty {
+            g.set_value_type(out, ty);
+            retyped = true;
+        }
+    }
+    retyped
 }
 
 /// Checks that every value of the graph has a static tensor shape and a dtype; the error

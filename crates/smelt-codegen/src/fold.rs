@@ -14,6 +14,9 @@ use smelt_ir::{DType, Graph, NodeId, Op, Tensor, ValueId};
 /// The largest result the folder computes.
 pub const MAX_ELEMS: usize = 4096;
 
+/// The largest `ConstantOfShape` the folder materialises (elements).
+pub const MAX_FILL: usize = 1 << 28;
+
 /// Values of a small constant: integers or floats, with static dims.
 #[derive(Clone, Debug)]
 struct Val {
@@ -100,6 +103,15 @@ fn eval(op: &Op, ins: &[Option<Val>], out_dims: &[usize]) -> Option<Vec<f64>> {
         )
     };
     let int_like = x(0).is_some_and(|v| v.ints.is_some());
+    let arity = match op {
+        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => 2,
+        Op::Equal(_) | Op::Less(_) | Op::Greater(_) => 2,
+        Op::Where(_) => 3,
+        _ => 1,
+    };
+    if ins.iter().flatten().count() < arity {
+        return None;
+    }
     Some(match op {
         Op::Identity(_)
         | Op::Reshape(_)
@@ -299,6 +311,38 @@ fn try_fold(g: &Graph, id: NodeId) -> Option<Tensor> {
         Op::Size(_) => {
             let dims = g.value_type(in0?).static_dims()?;
             Some(Tensor::scalar(element_count(&dims)? as i64))
+        }
+        Op::Identity(_)
+        | Op::Reshape(_)
+        | Op::Flatten(_)
+        | Op::Squeeze(_)
+        | Op::Unsqueeze(_)
+        | Op::Dropout(_)
+            if in0.and_then(|v| g.const_value(v)).is_some() =>
+        {
+            // A reshaped constant shares the constant's bytes: free at any size.
+            let dims = g.value_type(out).static_dims()?;
+            g.const_value(in0?)?.reshaped(dims).ok()
+        }
+        Op::ConstantOfShape(c) => {
+            // Models that build their weights at run time (ONNX's light models) need these as
+            // constants: a fill is cheap at any size.
+            let ty = g.value_type(out);
+            let dims = ty.static_dims()?;
+            let n = element_count(&dims)?;
+            if n > MAX_FILL || g.const_value(in0?).is_none() {
+                return None;
+            }
+            match &c.value {
+                Some(v) => {
+                    let b = v.bytes()?;
+                    if v.len() != 1 {
+                        return None;
+                    }
+                    Tensor::from_bytes(v.dtype(), dims, b.repeat(n)).ok()
+                }
+                None => Tensor::zeros(DType::F32, dims).ok(),
+            }
         }
         op if foldable(op) => {
             let ty = g.value_type(out);

@@ -24,6 +24,10 @@ use smelt_ir::{DType, Graph, Tensor};
 pub struct Options {
     /// Shapes for graph inputs with symbolic dims (`--input-shape NAME=D,D,..`).
     pub input_shapes: Vec<(String, Vec<usize>)>,
+    /// Graph inputs whose values are fixed at compile time: they become constants (so that,
+    /// e.g., a reduction's axes or a Reshape's shape given as an input fold), and the compiled
+    /// model no longer takes them ([`CompiledModel::inputs`] lists what it takes).
+    pub const_inputs: Vec<(String, Tensor)>,
     /// Symbol name of the generated function.
     pub name: String,
 }
@@ -32,6 +36,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             input_shapes: vec![],
+            const_inputs: vec![],
             name: "smelt_model".into(),
         }
     }
@@ -97,10 +102,29 @@ pub struct CompiledModel {
     out_ptrs: Vec<*mut u8>,
 }
 
-/// Compiles a graph: binds shapes, checks that every node can be lowered, plans memory, lowers
-/// to Cranelift and JIT-compiles.
-pub fn compile(g: &Graph, opts: &Options) -> Result<CompiledModel, CodegenError> {
-    let bound = bind::bind(g, &opts.input_shapes)?;
+/// Binds shapes and frozen inputs, checks that every node can be lowered and that every value
+/// is static, verifies the graph and plans memory.
+pub(crate) fn bind_and_plan(
+    g: &Graph,
+    opts: &Options,
+) -> Result<(Graph, MemoryPlan), CodegenError> {
+    let bound = if opts.const_inputs.is_empty() {
+        bind::bind(g, &opts.input_shapes)
+    } else {
+        bind::freeze_inputs(g, &opts.const_inputs).and_then(|f| bind::bind(&f, &opts.input_shapes))
+    };
+    let bound = match bound {
+        Ok(b) => b,
+        Err(e @ CodegenError::Bind(_)) => return Err(e),
+        Err(e) => {
+            // A graph inference refuses: nodes the backend cannot take are the more useful news.
+            let unsupported = lower::unsupported_nodes(g);
+            if !unsupported.is_empty() {
+                return Err(CodegenError::unsupported(unsupported));
+            }
+            return Err(e);
+        }
+    };
     let unsupported = lower::unsupported_nodes(&bound);
     if !unsupported.is_empty() {
         return Err(CodegenError::unsupported(unsupported));
@@ -109,6 +133,14 @@ pub fn compile(g: &Graph, opts: &Options) -> Result<CompiledModel, CodegenError>
     smelt_ir::verify(&bound).map_err(|e| CodegenError::InvalidGraph(e.to_string()))?;
     let plan =
         MemoryPlan::new(&bound, &lower::scratch_bytes).map_err(CodegenError::InvalidGraph)?;
+
+    Ok((bound, plan))
+}
+
+/// Compiles a graph: binds shapes, checks that every node can be lowered, plans memory, lowers
+/// to Cranelift and JIT-compiles.
+pub fn compile(g: &Graph, opts: &Options) -> Result<CompiledModel, CodegenError> {
+    let (bound, plan) = bind_and_plan(g, opts)?;
 
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! The stages, one module each:
-//! - [`bind`]: symbolic dims get extents from the input shapes; every value must then be static;
+//! - [`bind`]: symbolic dims get extents from the input shapes (inputs may also be frozen to
+//!   constants); every value must then be static; [`fold`] turns shape subgraphs into
+//!   constants on the way;
 //! - [`plan`]: the [`plan::MemoryPlan`] gives every intermediate value an offset in one arena by
 //!   liveness (aliases for reshapes, in place for elementwise ops);
 //! - `lower`: every node becomes loops in Cranelift IR, one module per op family, written over
@@ -32,6 +34,12 @@ pub mod plan;
 
 pub use error::{CodegenError, Unsupported};
 pub use lower::Lowered;
+
+/// Binds and checks `g` as [`jit::compile`] does and returns its memory plan, without
+/// generating code (`smelt inspect --plan`).
+pub fn plan(g: &smelt_ir::Graph, opts: &jit::Options) -> Result<plan::MemoryPlan, CodegenError> {
+    jit::bind_and_plan(g, opts).map(|(_, p)| p)
+}
 
 /// Every node of `g` the native backend cannot lower, with the reason, in topological order.
 /// `smelt check` prints this; compilation refuses exactly these nodes.

@@ -9,8 +9,9 @@
 //!   elementwise op whose input dies at that op and has the output's size writes in place;
 //! - each root is live from the step that first writes it to the last step that reads any value
 //!   sharing it (steps follow the graph's topological order);
-//! - roots are placed greedily, largest first, each at the best-fitting gap among the roots
-//!   already placed whose lifetimes overlap (offsets 64-byte aligned).
+//! - roots are placed greedily, each at the best-fitting gap among the roots already placed
+//!   whose lifetimes overlap (offsets 64-byte aligned), under a few orders (largest first,
+//!   earliest first, largest size × lifetime first); the smallest arena is kept.
 //!
 //! The plan reports the arena size, the naive size (every intermediate value in its own
 //! buffer) and the lower bound no placement can beat: the peak, over steps, of the bytes of the
@@ -106,6 +107,40 @@ fn is_alias_op(op: &Op) -> bool {
     )
 }
 
+/// Places roots in `order`, each at the best-fitting gap among the already placed roots whose
+/// lifetimes overlap; returns the arena size and every root's offset.
+fn place(roots: &[Root], order: &[usize]) -> (u64, Vec<u64>) {
+    let mut offsets = vec![0u64; roots.len()];
+    let mut placed: Vec<usize> = vec![];
+    let mut arena = 0u64;
+    for &r in order {
+        let (first, last, bytes) = (roots[r].first, roots[r].last, roots[r].bytes);
+        let mut busy: Vec<(u64, u64)> = placed
+            .iter()
+            .filter(|p| roots[**p].first <= last && first <= roots[**p].last)
+            .map(|p| (offsets[*p], offsets[*p] + roots[*p].bytes))
+            .filter(|(a, b)| b > a)
+            .collect();
+        busy.sort();
+        let mut best: Option<(u64, u64)> = None; // (gap size, offset)
+        let mut cursor = 0u64;
+        for (a, b) in &busy {
+            if *a > cursor {
+                let gap = a - cursor;
+                if gap >= bytes && best.is_none_or(|(g, _)| gap < g) {
+                    best = Some((gap, cursor));
+                }
+            }
+            cursor = cursor.max(*b);
+        }
+        let offset = best.map(|(_, o)| o).unwrap_or(cursor);
+        offsets[r] = offset;
+        arena = arena.max(offset + bytes);
+        placed.push(r);
+    }
+    (arena, offsets)
+}
+
 impl MemoryPlan {
     /// Plans a bound graph (every value static). `scratch` gives the extra arena bytes a node's
     /// lowering needs while it runs (0 for most).
@@ -172,7 +207,9 @@ impl MemoryPlan {
             let alias_src = ins.first().copied().flatten();
             if is_alias_op(&node.op) && !out_slot.contains_key(&out0) {
                 if let Some(src) = alias_src {
-                    if value_bytes(g, src) == value_bytes(g, out0) {
+                    // An alias of a constant would have no constant behind it: copy instead.
+                    let of_const = places.get(&src) == Some(&Place::Const);
+                    if value_bytes(g, src) == value_bytes(g, out0) && !of_const {
                         kinds.insert(*id, NodeKind::Alias);
                         if let Some(p) = places.get(&src).copied() {
                             places.insert(out0, p);
@@ -297,40 +334,40 @@ impl MemoryPlan {
             }
         }
 
-        // Greedy placement, largest first, best-fitting gap.
-        let mut by_size: Vec<usize> = (0..roots.len()).collect();
-        by_size.sort_by(|a, b| {
+        // Greedy placement under a few orders (largest first; earliest first; largest
+        // size x lifetime first), each at the best-fitting gap; the smallest arena wins.
+        let n_roots = roots.len();
+        let mut orders: Vec<Vec<usize>> = vec![];
+        let mut o: Vec<usize> = (0..n_roots).collect();
+        o.sort_by(|a, b| {
             roots[*b]
                 .bytes
                 .cmp(&roots[*a].bytes)
                 .then(roots[*a].first.cmp(&roots[*b].first))
         });
-        let mut placed: Vec<usize> = vec![];
-        let mut arena = 0u64;
-        for r in by_size {
-            let (first, last, bytes) = (roots[r].first, roots[r].last, roots[r].bytes);
-            let mut busy: Vec<(u64, u64)> = placed
-                .iter()
-                .filter(|p| roots[**p].first <= last && first <= roots[**p].last)
-                .map(|p| (roots[*p].offset, roots[*p].offset + roots[*p].bytes))
-                .filter(|(a, b)| b > a)
-                .collect();
-            busy.sort();
-            let mut best: Option<(u64, u64)> = None; // (gap size, offset)
-            let mut cursor = 0u64;
-            for (a, b) in &busy {
-                if *a > cursor {
-                    let gap = a - cursor;
-                    if gap >= bytes && best.is_none_or(|(g, _)| gap < g) {
-                        best = Some((gap, cursor));
-                    }
-                }
-                cursor = cursor.max(*b);
+        orders.push(o);
+        let mut o: Vec<usize> = (0..n_roots).collect();
+        o.sort_by(|a, b| {
+            roots[*a]
+                .first
+                .cmp(&roots[*b].first)
+                .then(roots[*b].bytes.cmp(&roots[*a].bytes))
+        });
+        orders.push(o);
+        let mut o: Vec<usize> = (0..n_roots).collect();
+        let area = |r: &Root| r.bytes as u128 * (r.last - r.first + 1) as u128;
+        o.sort_by(|a, b| area(&roots[*b]).cmp(&area(&roots[*a])).then(a.cmp(b)));
+        orders.push(o);
+        let mut best_fit: Option<(u64, Vec<u64>)> = None;
+        for order in &orders {
+            let (arena, offsets) = place(&roots, order);
+            if best_fit.as_ref().is_none_or(|(a, _)| arena < *a) {
+                best_fit = Some((arena, offsets));
             }
-            let offset = best.map(|(_, o)| o).unwrap_or(cursor);
-            roots[r].offset = offset;
-            arena = arena.max(offset + bytes);
-            placed.push(r);
+        }
+        let (arena, offsets) = best_fit.unwrap_or((0, vec![]));
+        for (r, off) in roots.iter_mut().zip(offsets) {
+            r.offset = off;
         }
         let mut lower_bound = 0u64;
         for t in 0..=end {

@@ -463,3 +463,48 @@ fn conv_transpose_2d_and_1d() {
     );
     close(&f32s(&out[0]), &want, 1e-5, 1e-5);
 }
+
+#[test]
+fn conv_with_weights_given_at_run_time() {
+    // Groups 2, 5 channels per group (a partial block), pads; weights and bias as inputs.
+    let cs = Case {
+        n: 2,
+        c: 4,
+        h: 6,
+        w: 9,
+        m: 10,
+        kh: 3,
+        kw: 2,
+        s: [1, 2],
+        d: [1, 1],
+        pads: [1, 0, 1, 1],
+        group: 2,
+        bias: true,
+    };
+    let cpg = cs.c / cs.group;
+    let x = rand(cs.n * cs.c * cs.h * cs.w, 26, -1.0, 1.0);
+    let wt = rand(cs.m * cpg * cs.kh * cs.kw, 27, -1.0, 1.0);
+    let b = rand(cs.m, 28, -1.0, 1.0);
+    let (want, oh, ow) = reference(&cs, &x, &wt, &b);
+    let mut g = G::new();
+    let xd = [cs.n, cs.c, cs.h, cs.w];
+    let wd = [cs.m, cpg, cs.kh, cs.kw];
+    let xi = g.input("x", DType::F32, &xd);
+    let wi = g.input("w", DType::F32, &wd);
+    let bi = g.input("b", DType::F32, &[cs.m]);
+    let y = g.node(
+        Op::Conv(ops::Conv {
+            auto_pad: "NOTSET".into(),
+            dilations: None,
+            group: 2,
+            kernel_shape: None,
+            pads: Some(vec![1, 0, 1, 1]),
+            strides: Some(vec![1, 2]),
+        }),
+        &[xi, wi, bi],
+    );
+    let gr = g.finish(&[y]);
+    let out = run(&gr, &[t32(&xd, &x), t32(&wd, &wt), t32(&[cs.m], &b)]);
+    assert_eq!(out[0].dims(), &[cs.n, cs.m, oh, ow]);
+    close(&f32s(&out[0]), &want, 1e-5, 1e-5);
+}

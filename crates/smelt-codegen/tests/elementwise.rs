@@ -284,3 +284,24 @@ fn mod_follows_the_divisor_or_the_dividend() {
     let want: Vec<f32> = xv.iter().zip(&yv).map(|(a, b)| a % b).collect();
     close(&f32s(&out[2]), &want, 1e-4, 1e-5);
 }
+
+#[test]
+fn cast_like_takes_the_second_inputs_dtype() {
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[3]);
+    let like = g.konst(Tensor::scalar(0i64));
+    let y = g.node(
+        Op::Opaque(smelt_ir::OpaqueOp {
+            domain: String::new(),
+            op_type: "CastLike".into(),
+            attrs: vec![],
+        }),
+        &[x, like],
+    );
+    let mut gr = g.g;
+    gr.set_outputs(vec![y]).unwrap();
+    smelt_ir::infer::infer_graph(&mut gr).unwrap();
+    let out = run(&gr, &[t32(&[3], &[1.9, -2.7, 3.0])]);
+    assert_eq!(out[0].dtype(), DType::I64);
+    assert_eq!(out[0].to_i64_vec().unwrap(), vec![1, -2, 3]);
+}

@@ -218,3 +218,41 @@ fn shape_subgraphs_fold_once_inputs_are_bound() {
         xv.iter().map(|v| v.max(0.0)).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn inputs_frozen_to_constants_fold_and_leave_the_signature() {
+    // ReduceSum(x, axes) with the axes given as an input: frozen at compile time.
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[2, 3]);
+    let axes = g.input("axes", DType::I64, &[1]);
+    let y = g.node(
+        Op::ReduceSum(ops::ReduceSum {
+            keepdims: 0,
+            noop_with_empty_axes: 0,
+        }),
+        &[x, axes],
+    );
+    let gr = g.finish(&[y]);
+    assert!(compile(&gr, &Options::default()).is_err());
+    let opts = Options {
+        const_inputs: vec![(
+            "axes".into(),
+            smelt_ir::Tensor::from_vec(vec![1], &[1i64]).unwrap(),
+        )],
+        ..Options::default()
+    };
+    let mut m = compile(&gr, &opts).unwrap();
+    assert_eq!(m.inputs().len(), 1);
+    let xt = t32(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let out = m.run(&[TensorView::from(&xt)]).unwrap();
+    assert_eq!(f32s(&out[0]), vec![6.0, 15.0]);
+    // A value that does not fit the input is refused.
+    let bad = Options {
+        const_inputs: vec![(
+            "axes".into(),
+            smelt_ir::Tensor::from_vec(vec![2], &[0i64, 1]).unwrap(),
+        )],
+        ..Options::default()
+    };
+    assert!(matches!(compile(&gr, &bad), Err(CodegenError::Bind(_))));
+}

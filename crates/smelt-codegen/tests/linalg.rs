@@ -30,7 +30,16 @@ fn transpose(x: &[f32], r: usize, c: usize) -> Vec<f32> {
 
 #[test]
 fn gemm_all_attribute_combinations_and_odd_sizes() {
-    for &(m, k, n) in &[(1, 64, 10), (5, 7, 9), (4, 8, 8), (13, 3, 17), (2, 1, 3)] {
+    for &(m, k, n) in &[
+        (1, 64, 10),
+        (5, 7, 9),
+        (4, 8, 8),
+        (13, 3, 17),
+        (2, 1, 3),
+        (1, 33, 77),
+        (2, 20, 70),
+        (3, 9, 40),
+    ] {
         for ta in [false, true] {
             for tb in [false, true] {
                 for const_b in [false, true] {

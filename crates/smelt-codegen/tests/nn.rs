@@ -402,3 +402,26 @@ fn lrn_across_channels() {
     }
     close(&f32s(&out[0]), &want, 1e-5, 1e-6);
 }
+
+#[test]
+fn legacy_softmax_flattens_at_axis() {
+    // Opset < 13 Softmax with axis 1 on [2, 3, 2]: rows of 6.
+    let x = rand(12, 91, -3.0, 3.0);
+    let mut g = G::new();
+    let xi = g.input("x", DType::F32, &[2, 3, 2]);
+    let y = g.node(
+        Op::Opaque(smelt_ir::OpaqueOp {
+            domain: String::new(),
+            op_type: "Softmax".into(),
+            attrs: vec![("axis".into(), smelt_ir::Attr::Int(1))],
+        }),
+        &[xi],
+    );
+    let mut gr = g.g;
+    gr.set_outputs(vec![y]).unwrap();
+    smelt_ir::infer::infer_graph(&mut gr).unwrap();
+    let out = run(&gr, &[t32(&[2, 3, 2], &x)]);
+    let want: Vec<f32> = x.chunks(6).flat_map(|r| softmax_ref(r, false)).collect();
+    assert_eq!(out[0].dims(), &[2, 3, 2]);
+    close(&f32s(&out[0]), &want, 1e-5, 1e-6);
+}

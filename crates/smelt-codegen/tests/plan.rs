@@ -115,6 +115,14 @@ fn reuse_and_in_place_never_clobber_live_values() {
 }
 
 #[test]
+fn plan_without_compiling_matches_the_compiled_plan() {
+    let g = residual(3, 64);
+    let p = smelt_codegen::plan(&g, &Options::default()).unwrap();
+    let m = compile(&g, &Options::default()).unwrap();
+    assert_eq!(p.to_string(), m.plan().to_string());
+}
+
+#[test]
 fn plan_text_snapshot() {
     let m = compile(&residual(2, 100), &Options::default()).unwrap();
     insta::with_settings!({snapshot_path => "../../../snapshots/smelt-codegen"}, {

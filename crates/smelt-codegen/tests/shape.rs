@@ -208,3 +208,32 @@ fn gather_elements_and_range() {
     assert_eq!(f32s(&out[0]), vec![2.0, 0.0, 5.0, 4.0]);
     assert_eq!(out[1].to_i64_vec().unwrap(), vec![10, 7, 4]);
 }
+
+#[test]
+fn reshaped_constants_stay_constants() {
+    // Flatten(const) feeding Gemm's B and Reshape(const) as a graph output.
+    let w: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[1, 3]);
+    let wc = g.cf32(&[4, 3, 1], &w);
+    let wf = g.node(Op::Flatten(ops::Flatten { axis: 1 }), &[wc]);
+    let y = g.node(
+        Op::Gemm(ops::Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: true,
+        }),
+        &[x, wf],
+    );
+    let s = g.ci64(&[2, 6]);
+    let r = g.node(Op::Reshape(ops::Reshape { allowzero: 0 }), &[wc, s]);
+    let gr = g.finish(&[y, r]);
+    let out = run(&gr, &[t32(&[1, 3], &[1.0, 2.0, 3.0])]);
+    let want: Vec<f32> = (0..4)
+        .map(|j| (0..3).map(|k| [1.0, 2.0, 3.0][k] * w[j * 3 + k]).sum())
+        .collect();
+    assert_eq!(f32s(&out[0]), want);
+    assert_eq!(out[1].dims(), &[2, 6]);
+    assert_eq!(f32s(&out[1]), w);
+}

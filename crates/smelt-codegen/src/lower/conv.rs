@@ -274,41 +274,154 @@ fn padding(gm: &Geom) -> Option<(usize, usize, usize)> {
 
 /// Arena bytes a Conv node needs for its padded input copy.
 pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
-    match geom(g, id).ok().as_ref().and_then(padding) {
-        Some((hp, wp, slack)) => geom(g, id)
-            .map(|gm| ((gm.c * hp * wp + slack) * 4) as u64)
-            .unwrap_or(0),
-        None => 0,
+    let Ok(gm) = geom(g, id) else {
+        return 0;
+    };
+    let pad = padding(&gm)
+        .map(|(hp, wp, slack)| (gm.c * hp * wp + slack) * 4)
+        .unwrap_or(0);
+    let ins = g.node_inputs(id);
+    let runtime = |i: usize| {
+        ins.get(i)
+            .copied()
+            .flatten()
+            .is_some_and(|v| g.const_value(v).is_none())
+    };
+    let packed = if runtime(1) || runtime(2) {
+        packed_floats(&gm) * 4
+    } else {
+        0
+    };
+    (pad.div_ceil(64) * 64 + packed) as u64
+}
+
+/// Floats of the packed weights and the packed bias.
+fn packed_floats(gm: &Geom) -> usize {
+    let mpg = gm.m / gm.group;
+    let cpg = gm.c / gm.group;
+    let nblk = mpg.div_ceil(CB);
+    gm.group * nblk * (cpg * gm.kh * gm.kw + 1) * CB
+}
+
+/// Packs weights (and bias) given at run time into `dst` with the layout of [`pack`].
+fn pack_runtime(cx: &mut Ctx, io: &NodeIo, gm: &Geom, dst: Value) -> R<(Value, Value)> {
+    use super::shape::{copy_nest, fill};
+    let mpg = gm.m / gm.group;
+    let cpg = gm.c / gm.group;
+    let nblk = mpg.div_ceil(CB);
+    let taps = gm.kh * gm.kw;
+    let (full, rem) = (mpg / CB, mpg % CB);
+    let wbytes = gm.group * nblk * cpg * taps * CB * 4;
+    let bdst = cx.offset(dst, wbytes as i64);
+    fill(cx, dst, packed_floats(gm), &[0, 0, 0, 0])?;
+    let (ct, ict) = ((cpg * taps) as i64, (cpg * taps * CB) as i64);
+    let wsrc = match io.konst(1) {
+        Some(t) => {
+            let w = t.to_f32_vec().ok_or("Conv's weight must be f32")?;
+            let (packed, _) = pack(&w, gm);
+            let p = cx.add_f32s(&packed);
+            super::shape::copy_bytes(cx, p, dst, wbytes)?;
+            None
+        }
+        None => Some(cx.addr(io.g, io.input(1)?)?),
+    };
+    if let Some(src) = wsrc {
+        // (g, block, r, ci, t) -> [g][block][ci][t][r]
+        copy_nest(
+            cx,
+            &[gm.group, full, CB, cpg, taps],
+            src,
+            &[mpg as i64 * ct, CB as i64 * ct, ct, taps as i64, 1],
+            dst,
+            &[nblk as i64 * ict, ict, 1, (taps * CB) as i64, CB as i64],
+            4,
+        )?;
+        if rem > 0 {
+            let s = cx.offset(src, full as i64 * CB as i64 * ct * 4);
+            let d = cx.offset(dst, full as i64 * ict * 4);
+            copy_nest(
+                cx,
+                &[gm.group, rem, cpg, taps],
+                s,
+                &[mpg as i64 * ct, ct, taps as i64, 1],
+                d,
+                &[nblk as i64 * ict, 1, (taps * CB) as i64, CB as i64],
+                4,
+            )?;
+        }
     }
+    if let Some(b) = io.opt_input(2) {
+        let src = cx.addr(io.g, b)?;
+        copy_nest(
+            cx,
+            &[gm.group, full * CB],
+            src,
+            &[mpg as i64, 1],
+            bdst,
+            &[(nblk * CB) as i64, 1],
+            4,
+        )?;
+        if rem > 0 {
+            let s = cx.offset(src, (full * CB * 4) as i64);
+            let d = cx.offset(bdst, (full * CB * 4) as i64);
+            copy_nest(
+                cx,
+                &[gm.group, rem],
+                s,
+                &[mpg as i64, 1],
+                d,
+                &[(nblk * CB) as i64, 1],
+                4,
+            )?;
+        }
+    }
+    Ok((dst, bdst))
 }
 
 /// Lowers Conv.
 pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let orig = geom(io.g, io.id)?;
-    let wt = io
-        .konst(1)
-        .and_then(|t| t.to_f32_vec())
-        .ok_or("Conv's weight must be an f32 constant")?;
-    let bias: Vec<f32> = match io.opt_input(2) {
-        Some(_) => io
-            .konst(2)
-            .and_then(|t| t.to_f32_vec())
-            .ok_or("Conv's bias must be an f32 constant")?,
-        None => vec![0.0; orig.m],
-    };
     let relu = io.act;
-    let (packed, nblk) = pack(&wt, &orig);
     let mpg = orig.m / orig.group;
     let cpg = orig.c / orig.group;
-    let mut pbias = vec![0f32; orig.group * nblk * CB];
-    for g in 0..orig.group {
-        for co in 0..mpg {
-            pbias[(g * nblk + co / CB) * CB + co % CB] =
-                bias.get(g * mpg + co).copied().unwrap_or(0.0);
+    let nblk = mpg.div_ceil(CB);
+    let runtime = |i: usize| io.opt_input(i).is_some() && io.konst(i).is_none();
+    let pad_bytes = padding(&orig)
+        .map(|(hp, wp, slack)| (orig.c * hp * wp + slack) * 4)
+        .unwrap_or(0);
+    let (wp, bp) = if runtime(1) || runtime(2) {
+        // Weights computed at run time (DequantizeLinear, a graph input): packed into scratch
+        // by the generated code, every run.
+        let off = io
+            .scratch
+            .ok_or("Conv needs scratch space the plan did not give")?;
+        let at = cx.offset(
+            cx.arena(),
+            (off as usize + pad_bytes.div_ceil(64) * 64) as i64,
+        );
+        pack_runtime(cx, io, &orig, at)?
+    } else {
+        let wt = io
+            .konst(1)
+            .and_then(|t| t.to_f32_vec())
+            .ok_or("Conv's weight must be an f32 constant")?;
+        let bias: Vec<f32> = match io.opt_input(2) {
+            Some(_) => io
+                .konst(2)
+                .and_then(|t| t.to_f32_vec())
+                .ok_or("Conv's bias must be an f32 constant")?,
+            None => vec![0.0; orig.m],
+        };
+        let (packed, _) = pack(&wt, &orig);
+        let mut pbias = vec![0f32; orig.group * nblk * CB];
+        for g in 0..orig.group {
+            for co in 0..mpg {
+                pbias[(g * nblk + co / CB) * CB + co % CB] =
+                    bias.get(g * mpg + co).copied().unwrap_or(0.0);
+            }
         }
-    }
-    let wp = cx.add_f32s(&packed);
-    let bp = cx.add_f32s(&pbias);
+        (cx.add_f32s(&packed), cx.add_f32s(&pbias))
+    };
     let x_in = cx.addr(io.g, io.input(0)?)?;
     let y = cx.addr(io.g, io.output(0)?)?;
     // The kernel reads either the input itself or a zero-padded copy of the current image.
@@ -455,17 +568,24 @@ fn wide(
     let taps = gm.kh * gm.kw;
     // Input column of the first output column, first tap.
     let iw0 = cx.b.ins().imul_imm_s(ow0, gm.sw as i64);
-    for kh in 0..gm.kh {
-        let ih = in_row(cx, gm, oh, kh);
-        {
-            let rowp = cx.index(bs.x, ih, (gm.w * 4) as i64);
-            let rowp = cx.index(rowp, iw0, 4);
-            cx.for_n(cpg, |cx, ci| {
-                let xp = cx.index(rowp, ci, hw * 4);
-                let wpc = cx.index(bs.w, ci, (taps * CB * 4) as i64);
+    // First input row of the window; row kh is kh * dh rows further. Small windows run all
+    // taps per input channel (one loop); large ones (7x7 stems) one kernel row per loop.
+    let ih0 = in_row(cx, gm, oh, 0);
+    let rowp = cx.index(bs.x, ih0, (gm.w * 4) as i64);
+    let rowp = cx.index(rowp, iw0, 4);
+    let row_groups: Vec<Vec<usize>> = if taps <= 9 {
+        vec![(0..gm.kh).collect()]
+    } else {
+        (0..gm.kh).map(|kh| vec![kh]).collect()
+    };
+    for rows in &row_groups {
+        cx.for_n(cpg, |cx, ci| {
+            let xp = cx.index(rowp, ci, hw * 4);
+            let wpc = cx.index(bs.w, ci, (taps * CB * 4) as i64);
+            for &kh in rows {
                 for kw in 0..gm.kw {
                     let t = kh * gm.kw + kw;
-                    let base = (kw * gm.dw) as i64 * 4;
+                    let base = ((kh * gm.dh * gm.w + kw * gm.dw) * 4) as i64;
                     let mut xs = vec![];
                     for h in 0..nv {
                         let off = base + (h * 4 * gm.sw) as i64 * 4;
@@ -482,9 +602,9 @@ fn wide(
                         }
                     }
                 }
-                Ok(())
-            })?;
-        }
+            }
+            Ok(())
+        })?;
     }
     let ohw = (gm.oh * gm.ow) as i64;
     let yrow = cx.index(bs.y, oh, (gm.ow * 4) as i64);

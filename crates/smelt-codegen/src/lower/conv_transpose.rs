@@ -12,13 +12,6 @@ use smelt_ir::{Graph, NodeId, Op};
 /// Why a ConvTranspose node cannot be lowered, if it cannot.
 pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
     let ins = g.node_inputs(id);
-    for i in [1usize, 2] {
-        if let Some(v) = ins.get(i).copied().flatten() {
-            if g.const_value(v).is_none() {
-                return Err("ConvTranspose's weight and bias must be constant".into());
-            }
-        }
-    }
     let rank = ins
         .first()
         .copied()
@@ -40,11 +33,10 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     };
     let x = io.input(0)?;
     let y = io.output(0)?;
-    let wt = io
-        .konst(1)
-        .and_then(|t| t.to_f32_vec())
-        .ok_or("ConvTranspose's weight must be an f32 constant")?;
     let wd = io.input(1)?.dims.clone();
+    if io.input(1)?.dtype != smelt_ir::DType::F32 {
+        return Err("ConvTranspose's weight must be f32".into());
+    }
     let r = x.dims.len();
     if !(r == 3 || r == 4) || wd.len() != r || y.dims.len() != r {
         return Err("ConvTranspose takes 1-D or 2-D NC* tensors".into());
@@ -61,13 +53,12 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     if c % group != 0 || mpg * group != m || wd[0] != c {
         return Err("ConvTranspose channels do not fit the weight and group".into());
     }
-    let bias: Vec<f32> = match io.opt_input(2) {
-        Some(_) => io
-            .konst(2)
-            .and_then(|t| t.to_f32_vec())
-            .ok_or("ConvTranspose's bias must be an f32 constant")?,
-        None => vec![0.0; m],
-    };
+    if io
+        .opt_input(2)
+        .is_some_and(|b| b.dims != [m] || b.dtype != smelt_ir::DType::F32)
+    {
+        return Err("ConvTranspose's bias must be f32 of the output channels".into());
+    }
     // Per spatial axis (1-D uses the second slot): input, output, kernel, stride, dilation, pad.
     let mut geo = [(1usize, 1usize, 1usize, 1usize, 1usize, 0i64); 2];
     for i in 0..sp {
@@ -79,25 +70,31 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         let d = get(&o.dilations, 1).max(1);
         let op = get(&o.output_padding, 0);
         let explicit = o.pads.as_ref().and_then(|p| p.get(i).copied()).unwrap_or(0);
-        let pad =
-            if o.output_shape.is_some() || o.auto_pad == "SAME_UPPER" || o.auto_pad == "SAME_LOWER"
-            {
-                let total = s * (inp as i64 - 1) + op + (k as i64 - 1) * d + 1 - out as i64;
-                if o.auto_pad == "SAME_UPPER" {
-                    total / 2
-                } else {
-                    total - total / 2
-                }
-            } else if o.auto_pad == "VALID" {
-                0
+        let pad = if o.output_shape.is_some()
+            || o.auto_pad == "SAME_UPPER"
+            || o.auto_pad == "SAME_LOWER"
+        {
+            // A larger output than the input reaches (negative total) gets zeros at the end.
+            let total = (s * (inp as i64 - 1) + op + (k as i64 - 1) * d + 1 - out as i64).max(0);
+            if o.auto_pad == "SAME_UPPER" {
+                total / 2
             } else {
-                explicit
-            };
+                total - total / 2
+            }
+        } else if o.auto_pad == "VALID" {
+            0
+        } else {
+            explicit
+        };
         geo[i + 2 - sp] = (inp, out, k, s as usize, d as usize, pad);
     }
     let [(ih_n, oh_n, kh_n, sh, dh, ph), (iw_n, ow_n, kw_n, sw, dw, pw)] = geo;
-    let wp = cx.add_f32s(&wt);
-    let bp = cx.add_f32s(&bias);
+    // Weight and bias are read where they are (constants from the weights object).
+    let wp = cx.addr(io.g, io.input(1)?)?;
+    let bp = match io.opt_input(2) {
+        Some(b) => cx.addr(io.g, b)?,
+        None => cx.add_f32s(&vec![0.0; m]),
+    };
     let xp = cx.addr(io.g, x)?;
     let yp = cx.addr(io.g, y)?;
     let in_plane = (ih_n * iw_n * 4) as i64;

@@ -708,3 +708,13 @@ fn narrow(cx: &mut Ctx, v: Value, ty: types::Type) -> Value {
         cx.b.ins().ireduce(ty, v)
     }
 }
+
+/// `CastLike(x, like)`: Cast to the dtype of `like`.
+pub(crate) fn cast_like(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let x = io.input(0)?.clone();
+    let out = io.output(0)?.clone();
+    let (from, to) = (x.dtype, out.dtype);
+    map(cx, io, &out, &[&x], &move |cx, _, a| {
+        cast(cx, a[0], from, to)
+    })
+}

@@ -100,9 +100,19 @@ fn store_lanes(cx: &mut Ctx, v: Value, ptr: Value, valid: usize) {
     }
 }
 
-/// Emits one `mr × cols` block at rows `i0..`, panel `p` (both runtime values).
+/// Panels of 8 columns per block for `mr` rows: about eight accumulators in all.
+fn panels_for(mr: usize) -> usize {
+    match mr {
+        1 => 4,
+        2 => 2,
+        _ => 1,
+    }
+}
+
+/// Emits one `mr × cols` block at rows `i0..` from panel `p` on (both runtime values);
+/// `cols` may span several panels (see [`panels_for`]).
 fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -> R<()> {
-    let nv = cols.div_ceil(4).min(2);
+    let nv = cols.div_ceil(4);
     let zero = cx.fconst(super::Lanes::Four, 0.0);
     let accs: Vec<Variable> = (0..mr * nv).map(|_| cx.var(types::F32X4, zero)).collect();
     let (a_ptr, a_rs, a_cs) = gm.a;
@@ -126,7 +136,9 @@ fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -
             BSrc::Packed(_) => {
                 let bp = cx.index(b_base, kk, (NR * 4) as i64);
                 for h in 0..nv {
-                    bv.push(cx.load(types::F32X4, bp, h as i64 * 16));
+                    // Vector h: panel h / 2 (K x 8 floats further per panel), half h % 2.
+                    let off = ((h / 2) * gm.k * NR * 4 + (h % 2) * 16) as i64;
+                    bv.push(cx.load(types::F32X4, bp, off));
                 }
             }
             BSrc::Strided { ks, ns, .. } => {
@@ -197,13 +209,18 @@ fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -
 pub(crate) fn emit(cx: &mut Ctx, gm: &Gemm) -> R<()> {
     let full_rows = gm.m / MR;
     let rem_rows = gm.m % MR;
-    let full_panels = gm.n / NR;
-    let rem_cols = gm.n % NR;
     let cols_of = |cx: &mut Ctx, mr: usize, i0: Value| -> R<()> {
-        cx.for_n(full_panels, |cx, p| block(cx, gm, mr, NR, i0, p))?;
-        if rem_cols > 0 {
-            let p = cx.iconst(full_panels as i64);
-            block(cx, gm, mr, rem_cols, i0, p)?;
+        let np = panels_for(mr);
+        let width = np * NR;
+        let full = gm.n / width;
+        let rem = gm.n % width;
+        cx.for_n(full, |cx, q| {
+            let p = cx.b.ins().imul_imm_s(q, np as i64);
+            block(cx, gm, mr, width, i0, p)
+        })?;
+        if rem > 0 {
+            let p = cx.iconst((full * np) as i64);
+            block(cx, gm, mr, rem, i0, p)?;
         }
         Ok(())
     };

@@ -397,7 +397,10 @@ impl<'a> Ctx<'a> {
     }
     /// Appends f32 values to the weights object; returns the address of the first.
     pub fn add_f32s(&mut self, v: &[f32]) -> Value {
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let mut bytes = Vec::with_capacity(v.len() * 4);
+        for x in v {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
         let off = self.add_weights(&bytes);
         self.offset(self.weights, off as i64)
     }
@@ -548,24 +551,21 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         }
         Op::Identity(_) => any_in(),
         Op::Dropout(_) => {
-            // Training-mode dropout draws a random mask: refuse it rather than run it as the
-            // identity (the answer would be wrong).
-            let training = match ins.get(2).copied().flatten() {
-                None => false,
-                Some(v) => g.const_value(v).and_then(|t| t.to_i64_vec()).is_none_or(|b| b.iter().any(|x| *x != 0)),
-            };
-            if training {
-                return Err("Dropout in training mode (random mask) is not supported".into());
+            any_in()?;
+            // Training mode drops at random: only a constant false (inference) is lowered.
+            match ins.get(2).copied().flatten() {
+                None => Ok(()),
+                Some(v) => match g.const_value(v).and_then(|t| t.to_i64_vec()) {
+                    Some(b) if b.iter().all(|x| *x == 0) => Ok(()),
+                    _ => Err("training-mode Dropout is not supported".into()),
+                },
             }
-            any_in()
         }
         Op::Mod(_) => elementwise::check_numeric(dt(0)),
         Op::Sin(_) | Op::Cos(_) => f32_in(),
         Op::Gemm(_) | Op::MatMul(_) => f32_in(),
         Op::Conv(_) => {
             f32_in()?;
-            const_in(1, "Conv's weight")?;
-            const_in(2, "Conv's bias")?;
             conv::check(g, id)
         }
         Op::ConvTranspose(_) => {
@@ -658,6 +658,11 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             f32_in()?;
             rnn::check(g, id)
         }
+        op @ Op::Opaque(_) if softmax::legacy(op).is_some() => f32_in(),
+        op @ Op::Opaque(_) if is_cast_like(op) => match (dt(0), dt(1)) {
+            (Some(a), Some(b)) if elementwise::cast_supported(a, b) => Ok(()),
+            (a, b) => Err(format!("CastLike from {a:?} to {b:?} is not supported")),
+        },
         Op::Opaque(o) => Err(format!(
             "`{}{}{}` is not an op smelt knows",
             o.domain,
@@ -713,6 +718,8 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         | Op::ArgMax(_)
         | Op::ArgMin(_) => reduce::lower(cx, io),
         Op::Softmax(_) | Op::LogSoftmax(_) => softmax::lower(cx, io),
+        op @ Op::Opaque(_) if softmax::legacy(op).is_some() => softmax::lower(cx, io),
+        op @ Op::Opaque(_) if is_cast_like(op) => elementwise::cast_like(cx, io),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
         Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),
@@ -1031,4 +1038,16 @@ pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
         Op::Loop(_) => control::loop_scratch_bytes(g, id),
         _ => 0,
     }
+}
+
+/// True for an opaque node the backend lowers as the legacy (opset < 13) softmax.
+pub(crate) fn softmax_legacy(op: &Op) -> bool {
+    softmax::legacy(op).is_some()
+}
+
+/// True for ONNX `CastLike` (kept opaque by the IR): a Cast to the second input's dtype.
+pub(crate) fn is_cast_like(op: &Op) -> bool {
+    matches!(op, Op::Opaque(o) if o.op_type == "CastLike"
+        && (o.domain.is_empty() || o.domain == "ai.onnx")
+        && o.attrs.iter().all(|(n, _)| n == "saturate"))
 }

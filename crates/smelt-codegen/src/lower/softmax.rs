@@ -11,20 +11,56 @@ use super::{axis, Ctx, Lanes, NodeIo, R};
 use cranelift_codegen::ir::{types, InstBuilder};
 use smelt_ir::Op;
 
-/// Lowers Softmax and LogSoftmax.
-pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
-    let (ax, log) = match io.op() {
-        Op::Softmax(o) => (o.axis, false),
-        Op::LogSoftmax(o) => (o.axis, true),
-        op => return Err(format!("{} is not a softmax", op.op_type())),
+/// The legacy (opset < 13) Softmax / LogSoftmax the ONNX front end keeps opaque: the input
+/// is coerced to 2-D at `axis` (default 1) and each row is normalised. Returns (axis, log).
+pub(crate) fn legacy(op: &Op) -> Option<(i64, bool)> {
+    let Op::Opaque(o) = op else {
+        return None;
     };
+    let log = match (o.domain.as_str(), o.op_type.as_str()) {
+        ("", "Softmax") | ("ai.onnx", "Softmax") => false,
+        ("", "LogSoftmax") | ("ai.onnx", "LogSoftmax") => true,
+        _ => return None,
+    };
+    let mut axis = 1;
+    for (name, a) in &o.attrs {
+        match (name.as_str(), a) {
+            ("axis", smelt_ir::Attr::Int(x)) => axis = *x,
+            _ => return None,
+        }
+    }
+    Some((axis, log))
+}
+
+/// Lowers Softmax and LogSoftmax (and the legacy 2-D forms, see [`legacy`]).
+pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let x = io.input(0)?;
     let y = io.output(0)?;
     let r = x.dims.len().max(1);
-    let a = if x.dims.is_empty() { 0 } else { axis(ax, r)? };
-    let outer: usize = x.dims.iter().take(a).product();
-    let d = x.dims.get(a).copied().unwrap_or(1);
-    let inner: usize = x.dims.iter().skip(a + 1).product();
+    let (outer, d, inner, log) = match io.op() {
+        Op::Softmax(_) | Op::LogSoftmax(_) => {
+            let (ax, log) = match io.op() {
+                Op::Softmax(o) => (o.axis, false),
+                Op::LogSoftmax(o) => (o.axis, true),
+                _ => (0, false),
+            };
+            let a = if x.dims.is_empty() { 0 } else { axis(ax, r)? };
+            let outer: usize = x.dims.iter().take(a).product();
+            let d = x.dims.get(a).copied().unwrap_or(1);
+            let inner: usize = x.dims.iter().skip(a + 1).product();
+            (outer, d, inner, log)
+        }
+        op => {
+            let (ax, log) = legacy(op).ok_or("not a softmax")?;
+            let a = if ax < 0 { ax + r as i64 } else { ax };
+            if a < 0 || a > x.dims.len() as i64 {
+                return Err(format!("axis {ax} is out of range"));
+            }
+            let outer: usize = x.dims[..a as usize].iter().product();
+            let d: usize = x.dims[a as usize..].iter().product();
+            (outer, d, 1, log)
+        }
+    };
     if y.len() != x.len() {
         return Err("the output does not fit the input".into());
     }
