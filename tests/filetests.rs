@@ -1,0 +1,348 @@
+//! Filetests: every `tests/filetests/**/*.smelt` file is a pass test written as text.
+//!
+//! ```text
+//! ; passes: fold
+//! ; test: x + (1 + 2) folds the constant sum
+//! graph g(x: f32[1]) -> (y: f32[1]) {
+//!   %a = const f32[1] [1]
+//!   %b = const f32[1] [2]
+//!   %c = Add(%a, %b)
+//!   %y = Add(%x, %c)
+//!   return %y
+//! }
+//! ; expect:
+//! graph g(x: f32[1]) -> (y: f32[1]) {
+//!   %c = const f32[1] [3.0]
+//!   %y = Add(%x, %c) : f32[1]
+//!   return %y
+//! }
+//! ```
+//!
+//! Header comments: `; passes: SPEC` (required, the `--passes` syntax), `; test: …` (what the
+//! file asserts, for the reader and the failure message). The expectation is one of: the
+//! printed graph after a `; expect:` line (compared exactly, up to trailing whitespace),
+//! `; expect-unchanged` (the pass must leave the graph as it is: a refusal), or
+//! `; expect-error: SUBSTRING` (the pass must fail with a message containing it). Every file
+//! runs as its own case (`filetest fold/cse.smelt ... ok`, shown with `--nocapture`); all of them
+//! run before the test fails, each failure with a unified diff. `SMELT_FILETEST=SUBSTR` runs
+//! only the files whose path contains SUBSTR; `SMELT_BLESS=1` rewrites the `; expect:` sections
+//! with what the passes print now (and adds one to a file that has none) — refusals and
+//! expected errors are never rewritten. docs/testing.md describes the format for users.
+
+use std::path::{Path, PathBuf};
+
+/// What a file expects.
+#[derive(Clone, Debug, PartialEq)]
+enum Expect {
+    /// The graph text after the `; expect:` line.
+    Text(String),
+    /// The passes leave the graph as it is.
+    Unchanged,
+    /// The passes fail with a message containing this.
+    Error(String),
+    /// No expectation yet (only `SMELT_BLESS=1` accepts that, by writing one).
+    Missing,
+}
+
+/// A parsed filetest.
+#[derive(Debug)]
+struct FileTest {
+    /// The `--passes` spec.
+    passes: String,
+    /// The `; test:` line.
+    what: Option<String>,
+    /// Everything before the `; expect:` line: the header and the input graph.
+    input: String,
+    expect: Expect,
+}
+
+fn parse_file(src: &str) -> Result<FileTest, String> {
+    let (input, expected) = match src.lines().position(|l| l.trim_end() == "; expect:") {
+        Some(k) => {
+            let lines: Vec<&str> = src.lines().collect();
+            (
+                lines[..k].join("\n") + "\n",
+                Some(lines[k + 1..].join("\n")),
+            )
+        }
+        None => (src.to_string(), None),
+    };
+    let mut passes = None;
+    let mut what = None;
+    let mut expect = expected.map(Expect::Text);
+    for line in input.lines() {
+        let l = line.trim();
+        let mut set = |e: Expect| match expect.replace(e) {
+            None => Ok(()),
+            Some(_) => Err(
+                "more than one of `; expect:`, `; expect-unchanged` and `; expect-error:`"
+                    .to_string(),
+            ),
+        };
+        if let Some(p) = l.strip_prefix("; passes:") {
+            if passes.replace(p.trim().to_string()).is_some() {
+                return Err("two `; passes:` lines".into());
+            }
+        } else if let Some(t) = l.strip_prefix("; test:") {
+            what = Some(t.trim().to_string());
+        } else if l == "; expect-unchanged" {
+            set(Expect::Unchanged)?;
+        } else if let Some(e) = l.strip_prefix("; expect-error:") {
+            let e = e.trim();
+            if e.is_empty() {
+                return Err("`; expect-error:` needs the text the error must contain".into());
+            }
+            set(Expect::Error(e.to_string()))?;
+        }
+    }
+    let passes = passes.ok_or("no `; passes: SPEC` line")?;
+    Ok(FileTest {
+        passes,
+        what,
+        input,
+        expect: expect.unwrap_or(Expect::Missing),
+    })
+}
+
+/// Trailing whitespace and blank lines at either end do not count.
+fn normalize_text(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim_end).collect();
+    let start = lines.iter().position(|l| !l.is_empty()).unwrap_or(0);
+    let end = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(0, |e| e + 1);
+    let mut out = lines[start..end.max(start)].join("\n");
+    out.push('\n');
+    out
+}
+
+fn unified_diff(expected: &str, actual: &str) -> String {
+    similar::TextDiff::from_lines(expected, actual)
+        .unified_diff()
+        .context_radius(3)
+        .header("expected", "actual")
+        .to_string()
+}
+
+/// Runs one filetest; `Err` is the failure message (with a diff when the text differs). With
+/// `bless`, a differing `; expect:` section is rewritten in place and the test passes.
+fn check_file(path: &Path, bless: bool) -> Result<(), String> {
+    let src = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let t = parse_file(&src)?;
+    let what = t
+        .what
+        .as_deref()
+        .map(|w| format!(" ({w})"))
+        .unwrap_or_default();
+    let result = smelt::testing::run_passes(&t.input, &t.passes);
+    let expected = match &t.expect {
+        Expect::Error(sub) => {
+            return match result {
+                Err(e) if e.to_string().contains(sub.as_str()) => Ok(()),
+                Err(e) => Err(format!(
+                    "`{}` failed{what}, but not with `{sub}`:\n{e}",
+                    t.passes
+                )),
+                Ok(out) => Err(format!(
+                    "`{}` was expected to fail with `{sub}`{what}, and gave:\n{out}",
+                    t.passes
+                )),
+            };
+        }
+        Expect::Unchanged => smelt::testing::normalize(&t.input)
+            .map_err(|e| format!("the input does not load: {e}"))?,
+        Expect::Text(s) => s.clone(),
+        Expect::Missing => String::new(),
+    };
+    let actual = result.map_err(|e| format!("`{}` failed{what}:\n{e}", t.passes))?;
+    let (exp, act) = (normalize_text(&expected), normalize_text(&actual));
+    if exp == act && t.expect != Expect::Missing {
+        return Ok(());
+    }
+    if bless {
+        match t.expect {
+            Expect::Text(_) | Expect::Missing => {
+                let mut out = normalize_text(&t.input);
+                out.push_str("; expect:\n");
+                out.push_str(&act);
+                return std::fs::write(path, out).map_err(|e| format!("cannot bless it: {e}"));
+            }
+            _ => {} // a refusal is never turned into a rewrite by blessing
+        }
+    }
+    if t.expect == Expect::Missing {
+        return Err(format!(
+            "no expectation (`; expect:`, `; expect-unchanged` or `; expect-error:`); \
+             `{}` gives:\n{act}\n(SMELT_BLESS=1 writes it into the file)",
+            t.passes
+        ));
+    }
+    let kind = if t.expect == Expect::Unchanged {
+        "should leave the graph unchanged"
+    } else {
+        "gives another graph than expected"
+    };
+    Err(format!(
+        "`{}` {kind}{what}:\n{}",
+        t.passes,
+        unified_diff(&exp, &act)
+    ))
+}
+
+fn filetest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/filetests")
+}
+
+/// Every `.smelt` file under `dir`, sorted.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "smelt") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn case_name(p: &Path) -> String {
+    p.strip_prefix(filetest_dir())
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn filetests() {
+    let bless = std::env::var("SMELT_BLESS").is_ok_and(|v| v == "1");
+    let filter = std::env::var("SMELT_FILETEST").unwrap_or_default();
+    let all = files(&filetest_dir());
+    assert!(
+        !all.is_empty(),
+        "no filetests under {}",
+        filetest_dir().display()
+    );
+    let mut failed = vec![];
+    let mut ran = 0;
+    for p in all.iter().filter(|p| case_name(p).contains(&filter)) {
+        ran += 1;
+        let name = case_name(p);
+        match check_file(p, bless) {
+            Ok(()) => println!("filetest {name} ... ok"),
+            Err(msg) => {
+                println!("filetest {name} ... FAILED");
+                failed.push(format!("tests/filetests/{name}: {msg}"));
+            }
+        }
+    }
+    assert!(ran > 0, "SMELT_FILETEST={filter} matches no filetest");
+    assert!(
+        failed.is_empty(),
+        "{} of {ran} filetests failed:\n\n{}\n(SMELT_BLESS=1 rewrites `; expect:` sections)",
+        failed.len(),
+        failed.join("\n\n")
+    );
+}
+
+/// Every registered pass has filetests of both kinds: a rewrite and a refusal.
+#[test]
+fn every_pass_has_rewrites_and_refusals() {
+    for info in smelt::passes::registry::all() {
+        let dir = filetest_dir().join(info.name);
+        let (mut rewrites, mut refusals) = (0, 0);
+        for p in files(&dir) {
+            let src = std::fs::read_to_string(&p).unwrap();
+            match parse_file(&src).map(|t| t.expect) {
+                Ok(Expect::Text(_)) => rewrites += 1,
+                Ok(Expect::Unchanged | Expect::Error(_)) => refusals += 1,
+                _ => {}
+            }
+        }
+        assert!(
+            rewrites > 0 && refusals > 0,
+            "pass `{}`: {rewrites} rewrite and {refusals} refusal filetests under {}",
+            info.name,
+            dir.display()
+        );
+    }
+}
+
+/// A scratch file for the runner's own tests.
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("smelt-filetests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const RELU_INPUT: &str = "; passes: fold
+; test: a double Identity goes away
+graph g(x: f32[2]) -> (y: f32[2]) {
+  %a = Identity(%x)
+  %b = Relu(%a)
+  %y = Identity(%b)
+  return %y
+}
+";
+
+#[test]
+fn a_broken_expectation_fails_with_a_readable_diff() {
+    let broken = format!(
+        "{RELU_INPUT}; expect:\ngraph g(x: f32[2]) -> (y: f32[2]) {{\n  %y = Sigmoid(%x) : f32[2]\n  return %y\n}}\n"
+    );
+    let p = scratch("broken.smelt", &broken);
+    let msg = check_file(&p, false).unwrap_err();
+    assert!(msg.contains("(a double Identity goes away)"), "{msg}");
+    assert!(msg.contains("--- expected\n+++ actual\n"), "{msg}");
+    assert!(msg.contains("\n-  %y = Sigmoid(%x) : f32[2]\n"), "{msg}");
+    assert!(msg.contains("\n+  %y = Relu(%x) : f32[2]\n"), "{msg}");
+    // Blessing rewrites the expectation, after which the file passes.
+    check_file(&p, true).unwrap();
+    check_file(&p, false).unwrap();
+    let blessed = std::fs::read_to_string(&p).unwrap();
+    assert!(blessed.starts_with(RELU_INPUT), "{blessed}");
+    assert!(blessed.contains("; expect:\n"), "{blessed}");
+    let _ = std::fs::remove_file(p);
+}
+
+#[test]
+fn refusals_and_errors_are_checked_and_never_blessed() {
+    let p = scratch(
+        "unchanged.smelt",
+        &format!("{}; expect-unchanged\n", RELU_INPUT),
+    );
+    let msg = check_file(&p, true).unwrap_err();
+    assert!(msg.contains("should leave the graph unchanged"), "{msg}");
+    assert!(msg.contains("-  %a = Identity(%x) : f32[2]"), "{msg}");
+    let p = scratch(
+        "error.smelt",
+        &format!("{RELU_INPUT}; expect-error: no such thing\n"),
+    );
+    let msg = check_file(&p, false).unwrap_err();
+    assert!(
+        msg.contains("was expected to fail with `no such thing`"),
+        "{msg}"
+    );
+    let p = scratch(
+        "spec.smelt",
+        &RELU_INPUT.replace(
+            "; passes: fold",
+            "; passes: fodl\n; expect-error: unknown pass `fodl`",
+        ),
+    );
+    check_file(&p, false).unwrap();
+    assert!(parse_file("graph g() -> () { return }")
+        .unwrap_err()
+        .contains("; passes:"));
+}
