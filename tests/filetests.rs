@@ -297,6 +297,35 @@ fn every_pass_has_rewrites_and_refusals() {
     }
 }
 
+/// The testing API the runner uses is the one users snapshot with (docs/testing.md).
+#[test]
+fn the_testing_api_snapshots_with_insta() {
+    let before = "graph g(x: f32[2]) -> (y: f32[2]) {
+      %a = const f32[2] [1, 2]
+      %b = const f32[2] [3, 4]
+      %c = Add(%a, %b)
+      %y = Mul(%x, %c)
+      return %y
+    }";
+    insta::assert_snapshot!(smelt::testing::run_passes(before, "fold").unwrap(), @r"
+    graph g(x: f32[2]) -> (y: f32[2]) {
+      %c = const f32[2] [4.0, 6.0]
+      %y = Mul(%x, %c) : f32[2]
+      return %y
+    }
+    ");
+    let e = smelt::testing::run_passes(
+        "graph g(x: f32[2]) -> (y: f32[2]) {\n  %y = Relu(%x,,)\n  return %y\n}",
+        "fold",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "2:16: expected `%name` or `_` but found `,`\n    %y = Relu(%x,,)\n                 ^"
+    );
+}
+
 /// A scratch file for the runner's own tests.
 fn scratch(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("smelt-filetests-{}", std::process::id()));
