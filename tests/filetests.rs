@@ -139,17 +139,37 @@ fn check_file(path: &Path, bless: bool) -> Result<&'static str, String> {
     let src = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
     let t = parse_file(&src)?;
     match &t.xfail {
-        None => run_file(path, &t, bless).map(|()| "ok"),
+        None => run_file(path, &t, bless).map(|()| "ok").map_err(Failure::into_message),
         Some(reason) => match run_file(path, &t, false) {
             Ok(()) => Err(format!(
                 "marked `; xfail: {reason}` but passes now: remove the `; xfail:` line"
             )),
-            Err(_) => Ok("xfail"),
+            Err(Failure::Differs(_)) => Ok("xfail"),
+            Err(Failure::Broken(msg)) => Err(format!(
+                "marked `; xfail: {reason}`, which covers a different graph, but fails otherwise: {msg}"
+            )),
         },
     }
 }
 
-fn run_file(path: &Path, t: &FileTest, bless: bool) -> Result<(), String> {
+/// Why a filetest failed.
+#[derive(Debug)]
+enum Failure {
+    /// The passes gave another graph than expected (a diff).
+    Differs(String),
+    /// Anything else: the file, the input, the passes or the expected error.
+    Broken(String),
+}
+
+impl Failure {
+    fn into_message(self) -> String {
+        match self {
+            Failure::Differs(m) | Failure::Broken(m) => m,
+        }
+    }
+}
+
+fn run_file(path: &Path, t: &FileTest, bless: bool) -> Result<(), Failure> {
     let what = t
         .what
         .as_deref()
@@ -160,22 +180,23 @@ fn run_file(path: &Path, t: &FileTest, bless: bool) -> Result<(), String> {
         Expect::Error(sub) => {
             return match result {
                 Err(e) if e.to_string().contains(sub.as_str()) => Ok(()),
-                Err(e) => Err(format!(
+                Err(e) => Err(Failure::Broken(format!(
                     "`{}` failed{what}, but not with `{sub}`:\n{e}",
                     t.passes
-                )),
-                Ok(out) => Err(format!(
+                ))),
+                Ok(out) => Err(Failure::Broken(format!(
                     "`{}` was expected to fail with `{sub}`{what}, and gave:\n{out}",
                     t.passes
-                )),
+                ))),
             };
         }
         Expect::Unchanged => smelt::testing::normalize(&t.input)
-            .map_err(|e| format!("the input does not load: {e}"))?,
+            .map_err(|e| Failure::Broken(format!("the input does not load: {e}")))?,
         Expect::Text(s) => s.clone(),
         Expect::Missing => String::new(),
     };
-    let actual = result.map_err(|e| format!("`{}` failed{what}:\n{e}", t.passes))?;
+    let actual =
+        result.map_err(|e| Failure::Broken(format!("`{}` failed{what}:\n{e}", t.passes)))?;
     let (exp, act) = (normalize_text(&expected), normalize_text(&actual));
     if exp == act && t.expect != Expect::Missing {
         return Ok(());
@@ -186,28 +207,29 @@ fn run_file(path: &Path, t: &FileTest, bless: bool) -> Result<(), String> {
                 let mut out = normalize_text(&t.input);
                 out.push_str("; expect:\n");
                 out.push_str(&act);
-                return std::fs::write(path, out).map_err(|e| format!("cannot bless it: {e}"));
+                return std::fs::write(path, out)
+                    .map_err(|e| Failure::Broken(format!("cannot bless it: {e}")));
             }
             _ => {} // a refusal is never turned into a rewrite by blessing
         }
     }
     if t.expect == Expect::Missing {
-        return Err(format!(
+        return Err(Failure::Broken(format!(
             "no expectation (`; expect:`, `; expect-unchanged` or `; expect-error:`); \
              `{}` gives:\n{act}\n(SMELT_BLESS=1 writes it into the file)",
             t.passes
-        ));
+        )));
     }
     let kind = if t.expect == Expect::Unchanged {
         "should leave the graph unchanged"
     } else {
         "gives another graph than expected"
     };
-    Err(format!(
+    Err(Failure::Differs(format!(
         "`{}` {kind}{what}:\n{}",
         t.passes,
         unified_diff(&exp, &act)
-    ))
+    )))
 }
 
 fn filetest_dir() -> PathBuf {
@@ -396,7 +418,8 @@ fn refusals_and_errors_are_checked_and_never_blessed() {
         "xfail.smelt",
         &RELU_INPUT.replace("; passes: fold", "; passes: fold\n; xfail: for the test"),
     );
-    assert_eq!(check_file(&p, false), Ok("xfail"));
+    let msg = check_file(&p, false).unwrap_err();
+    assert!(msg.contains("fails otherwise: no expectation"), "{msg}");
     std::fs::write(
         &p,
         format!("{RELU_INPUT}; xfail: for the test\n; expect-unchanged\n"),
