@@ -319,6 +319,74 @@ fn every_pass_has_rewrites_and_refusals() {
     }
 }
 
+/// docs/passes.md promises that a second `fold` finds nothing to do: every expected graph of a
+/// file whose passes end with `fold` must come back unchanged from one more `fold` (files whose
+/// expectation holds `#hash` constants are skipped: no blob stands behind them).
+#[test]
+fn fold_is_idempotent_on_every_expectation() {
+    let mut checked = 0;
+    let mut bad = vec![];
+    for p in files(&filetest_dir()) {
+        let src = std::fs::read_to_string(&p).unwrap();
+        let Ok(t) = parse_file(&src) else { continue };
+        let last = t.passes.rsplit(',').next().unwrap_or("").trim();
+        let Expect::Text(expected) = &t.expect else {
+            continue;
+        };
+        if t.xfail.is_some() || !last.starts_with("fold") || expected.contains('#') {
+            continue;
+        }
+        // The last pass's options, when it has some (`fold(dequantize=true)`).
+        let spec = t.passes[t.passes.rfind("fold").unwrap()..].to_string();
+        checked += 1;
+        match smelt::testing::run_passes(expected, &spec) {
+            Ok(again) if normalize_text(&again) == normalize_text(expected) => {}
+            Ok(again) => bad.push(format!(
+                "{}: a second `{spec}` changes the expected graph:\n{}",
+                case_name(&p),
+                unified_diff(&normalize_text(expected), &normalize_text(&again))
+            )),
+            Err(e) => bad.push(format!("{}: {e}", case_name(&p))),
+        }
+    }
+    assert!(checked > 20, "only {checked} fold expectations checked");
+    assert!(bad.is_empty(), "{}", bad.join("\n\n"));
+}
+
+/// docs/passes.md promises that an exact pass never gives a graph more nodes or FLOPs: checked
+/// on every expectation of the exact passes (input vs expected graph).
+#[test]
+fn exact_passes_never_make_a_graph_costlier() {
+    let stats = |text: &str| {
+        let mut m = smelt::Model::from_text(text, &smelt::ir::text::NoConsts).unwrap();
+        smelt::ir::infer::infer_graph(&mut m.graph).unwrap();
+        smelt::passes::cost::graph_stats(&m.graph)
+    };
+    let mut checked = 0;
+    for p in files(&filetest_dir()) {
+        let src = std::fs::read_to_string(&p).unwrap();
+        let Ok(t) = parse_file(&src) else { continue };
+        let Expect::Text(expected) = &t.expect else {
+            continue;
+        };
+        if t.xfail.is_some() || t.passes.contains("quantize") || expected.contains('#') {
+            continue;
+        }
+        checked += 1;
+        let (before, after) = (stats(&t.input), stats(expected));
+        assert!(
+            after.nodes <= before.nodes && after.flops <= before.flops,
+            "{}: {} nodes, {} FLOPs before; {} nodes, {} FLOPs after",
+            case_name(&p),
+            before.nodes,
+            before.flops,
+            after.nodes,
+            after.flops
+        );
+    }
+    assert!(checked > 20, "only {checked} expectations checked");
+}
+
 /// The testing API the runner uses is the one users snapshot with (docs/testing.md).
 #[test]
 fn the_testing_api_snapshots_with_insta() {
