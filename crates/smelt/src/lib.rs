@@ -14,6 +14,7 @@
 pub mod data;
 pub mod runner;
 pub mod stats;
+pub mod testing;
 
 pub use smelt_codegen as codegen;
 pub use smelt_ir as ir;
