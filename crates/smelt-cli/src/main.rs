@@ -30,6 +30,7 @@ Exit codes: 0 success, 1 the work failed or was refused, 2 bad usage.";
 #[derive(Subcommand)]
 enum Command {
     Inspect(cmd::inspect::Args),
+    Merge(cmd::merge::Args),
     Opt(cmd::opt::Args),
     Run(cmd::run::Args),
     Verify(cmd::verify::Args),
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Merge(a) => cmd::merge::run(a),
         Command::Opt(a) => cmd::opt::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Verify(a) => cmd::verify::run(a),

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod inspect;
+pub mod merge;
 pub mod opt;
 pub mod run;
 pub mod verify;

@@ -701,6 +701,9 @@ fn vote_of(g: &mut Graph, k: usize, y: ValueId, ty: &Type) -> Result<ValueId, Pa
 
 /// The text of a graph with constants masked: equal for graphs of identical structure.
 fn structure_key(g: &Graph) -> String {
+    let mut g = g.clone();
+    g.name = String::new();
+    g.doc_string = String::new();
     let re = regex::Regex::new(r"= const (\S+) .*").expect("regex");
     re.replace_all(&g.to_text(), "= const $1").into_owned()
 }
