@@ -99,6 +99,18 @@ fn members_0_to_3_mean_is_the_mean_of_their_logits_at_one_members_cost() {
         merged.to_text()
     );
     assert_eq!(report.fused_groups, vec![vec![0, 1, 2, 3]]);
+    let stats = |m: &Model| smelt::passes::cost::graph_stats(&m.graph);
+    let sum: u64 = members.iter().map(|m| stats(m).flops).sum();
+    let (one, fused) = (stats(&members[0]), stats(&merged));
+    println!(
+        "members 0-3: one member {} nodes / {} FLOPs, four {} nodes / {sum} FLOPs, merged {} nodes / {} FLOPs",
+        one.nodes,
+        one.flops,
+        4 * one.nodes,
+        fused.nodes,
+        fused.flops
+    );
+    assert!(fused.flops <= sum && fused.nodes <= one.nodes);
     let (xs, _) = common::digits_test(&[1, 64]);
     let want = combine(&(0..4).map(committed).collect::<Vec<_>>(), &[0.25; 4]);
     let err = max_abs(&tract(&merged, &xs), &want);

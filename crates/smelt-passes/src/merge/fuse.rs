@@ -114,11 +114,8 @@ fn chain(g: &Graph) -> Option<Vec<NodeId>> {
                 return None;
             }
         }
-        // The layout needs the width (axis 1) of every value.
-        let d = g.value_type(ValueId::new(id, 0)).static_dims()?;
-        if d.len() < 2 {
-            return None;
-        }
+        // The layout needs the width (axis 1) of every value; other dims may be symbolic.
+        width(g, ValueId::new(id, 0))?;
         out.push(id);
         v = ValueId::new(id, 0);
         if out.len() > 10_000 {
@@ -129,6 +126,11 @@ fn chain(g: &Graph) -> Option<Vec<NodeId>> {
         return None;
     }
     Some(out)
+}
+
+/// The extent of axis 1 of `v`, when known.
+fn width(g: &Graph, v: ValueId) -> Option<usize> {
+    g.value_type(v).shape()?.get(1)?.known().map(|d| d as usize)
 }
 
 type Sig = Vec<(Op, Vec<Option<(DType, Vec<usize>)>>)>;
@@ -400,8 +402,7 @@ pub(super) fn emit_group(
             .zip(&ids)
             .map(|(mg, id)| {
                 mg.node_input(*id, 0)
-                    .and_then(|v| mg.value_type(v).static_dims())
-                    .and_then(|d| d.get(1).copied())
+                    .and_then(|v| width(mg, v))
                     .unwrap_or(0)
             })
             .collect();
@@ -635,12 +636,7 @@ pub(super) fn emit_group(
         State::Wide(v) => {
             let widths: Vec<usize> = ms
                 .iter()
-                .map(|mg| {
-                    mg.value_type(mg.outputs()[0])
-                        .static_dims()
-                        .and_then(|d| d.get(1).copied())
-                        .unwrap_or(0)
-                })
+                .map(|mg| width(mg, mg.outputs()[0]).unwrap_or(0))
                 .collect();
             let parts = split(g, v, &widths, &p)?;
             lines.push(format!(

@@ -351,3 +351,33 @@ fn mismatched_inputs_are_named() {
     .to_string();
     assert!(e.contains("needs weights"), "{e}");
 }
+
+#[test]
+fn a_symbolic_batch_dim_still_fuses() {
+    let member = |s: u64| {
+        let src = format!(
+            "graph m(input: f32[batch,4]) -> (logits: f32[batch,3]) {{
+  %w1 = const f32[5,4] random(seed={s})
+  %w2 = const f32[3,5] random(seed={})
+  %h = Gemm(%input, %w1) {{transB=1}} : f32[batch,5]
+  %a = Tanh(%h) : f32[batch,5]
+  %logits = Gemm(%a, %w2) {{transB=1}} : f32[batch,3]
+  return %logits
+}}",
+            s + 1
+        );
+        Model::new(
+            Graph::from_text(&src, &smelt_ir::text::NoConsts).unwrap(),
+            17,
+        )
+    };
+    let ms = [member(1), member(3)];
+    let (merged, report) = merge_models(&ms, &MergeOptions::default()).unwrap();
+    assert_eq!(report.fused_groups, vec![vec![0, 1]]);
+    let x = Tensor::from_vec(vec![2, 4], &rnd(5, 8)).unwrap();
+    let ys: Vec<Vec<f64>> = ms.iter().map(|m| run(&m.graph, &x)).collect();
+    let got = run(&merged.graph, &x);
+    for (a, b) in got.iter().zip(weighted(&ys, &[0.5, 0.5])) {
+        assert!((a - b).abs() < 1e-5, "{got:?}");
+    }
+}
