@@ -24,6 +24,7 @@ Examples:
   smelt opt model.onnx -o out.onnx --print-ir   round trip through smelt's IR
   smelt run model.onnx --inputs test_data_set_0 --outputs out/
   smelt verify a.onnx b.onnx --random 8 --seed 1
+  smelt merge m0.onnx m1.onnx -o ensemble.onnx  an ensemble as one model
 
 Exit codes: 0 success, 1 the work failed or was refused, 2 bad usage.";
 

@@ -19,8 +19,8 @@
 //! - [`Combine`]: `mean` (1/n Σ yᵢ), `weighted` (Σ wᵢ yᵢ), `normalized` (Σ wᵢ yᵢ / Σ wᵢ), each
 //!   optionally over `softmax(yᵢ)` (`probabilities`); `vote` (per-class counts of the members'
 //!   argmax, weighted by wᵢ; the lowest class wins a tie when the counts are read with ArgMax);
-//!   `soup` (parameter averaging, see [`soup`]).
-//! - Structural merge ([`fuse`]): members that are chains of the same layers (Gemm, Conv,
+//!   `soup` (parameter averaging of identical-structure members).
+//! - Structural merge (`merge/fuse.rs`): members that are chains of the same layers (Gemm, Conv,
 //!   BatchNormalization, activations, pooling, Flatten) over one input are fused horizontally:
 //!   a shared prefix (same ops over the same constant bytes) is computed once; the first
 //!   differing Gemm/Conv concatenates the members' weights along the output dim; later Gemms
