@@ -632,6 +632,16 @@ pub(super) fn emit_group(
     }
     Ok(match state {
         State::Folded(v) => vec![Contribution::Weighted(v)],
+        State::Shared(v) if linear => {
+            // Identical members: Σ wᵢ y = (Σ wᵢ) y.
+            let w: f64 = grp.iter().map(|k| weights[*k]).sum();
+            lines.push(format!("{who}: identical members, computed once"));
+            if w == 1.0 {
+                vec![Contribution::Weighted(v)]
+            } else {
+                vec![Contribution::Scaled(v, w)]
+            }
+        }
         State::Shared(v) => grp.iter().map(|k| Contribution::Member(*k, v)).collect(),
         State::Wide(v) => {
             let widths: Vec<usize> = ms

@@ -493,6 +493,8 @@ pub(crate) enum Contribution {
     Member(usize, ValueId),
     /// A sum of weighted member outputs already computed.
     Weighted(ValueId),
+    /// A value to multiply by a weight (identical members computed once).
+    Scaled(ValueId, f64),
 }
 
 fn build(
@@ -608,9 +610,19 @@ fn combine(
     opts: &MergeOptions,
 ) -> Result<ValueId, PassError> {
     let mut terms: Vec<ValueId> = vec![];
+    let mut raw: Vec<(usize, ValueId)> = vec![];
     for c in cs {
         match c {
             Contribution::Weighted(v) => terms.push(v),
+            Contribution::Scaled(v, w) => {
+                let c = constant(g, "weight", scalar_like(ty, w)?);
+                terms.push(node(
+                    g,
+                    "weighted",
+                    Op::Mul(smelt_ir::ops::Mul {}),
+                    &[v, c],
+                )?);
+            }
             Contribution::Member(k, v) => {
                 let mut v = v;
                 if opts.probabilities {
@@ -624,18 +636,39 @@ fn combine(
                 if opts.combine == Combine::Vote {
                     v = vote_of(g, k, v, ty)?;
                 }
-                let w = weights[k];
-                if w != 1.0 {
-                    let c = constant(g, &format!("m{k}/weight"), scalar_like(ty, w)?);
-                    v = node(
-                        g,
-                        &format!("m{k}/weighted"),
-                        Op::Mul(smelt_ir::ops::Mul {}),
-                        &[v, c],
-                    )?;
-                }
-                terms.push(v);
+                raw.push((k, v));
             }
+        }
+    }
+    let w0 = raw.first().map(|(k, _)| weights[*k]).unwrap_or(1.0);
+    if terms.is_empty() && raw.len() > 1 && raw.iter().all(|(k, _)| weights[*k] == w0) {
+        // Equal weights: w Σ yᵢ, one Mul after the Sum.
+        let vs: Vec<ValueId> = raw.iter().map(|(_, v)| *v).collect();
+        let sum = node(
+            g,
+            &format!("{out_name}_sum"),
+            Op::Sum(smelt_ir::ops::Sum {}),
+            &vs,
+        )?;
+        terms.push(if w0 == 1.0 {
+            sum
+        } else {
+            let c = constant(g, "weight", scalar_like(ty, w0)?);
+            node(g, out_name, Op::Mul(smelt_ir::ops::Mul {}), &[sum, c])?
+        });
+    } else {
+        for (k, mut v) in raw {
+            let w = weights[k];
+            if w != 1.0 {
+                let c = constant(g, &format!("m{k}/weight"), scalar_like(ty, w)?);
+                v = node(
+                    g,
+                    &format!("m{k}/weighted"),
+                    Op::Mul(smelt_ir::ops::Mul {}),
+                    &[v, c],
+                )?;
+            }
+            terms.push(v);
         }
     }
     let last = match terms.as_slice() {

@@ -381,3 +381,40 @@ fn a_symbolic_batch_dim_still_fuses() {
         assert!((a - b).abs() < 1e-5, "{got:?}");
     }
 }
+
+#[test]
+fn identical_members_are_computed_once() {
+    let ms = [mlp(&[4, 6, 3], 1), mlp(&[4, 6, 3], 1)];
+    let opts = MergeOptions {
+        combine: Combine::Weighted,
+        weights: Some(vec![1.0, 2.0]),
+        ..MergeOptions::default()
+    };
+    let (merged, report) = check_combination(&ms, &opts, |ys| weighted(ys, &[1.0, 2.0]));
+    assert_eq!(count(&merged.graph, &["Gemm"]), 2, "{report}");
+    assert_eq!(count(&merged.graph, &["Mul"]), 1, "{report}");
+}
+
+#[test]
+fn without_fusion_members_are_branches_with_the_same_outputs() {
+    let ms = [mlp(&[4, 6, 3], 1), mlp(&[4, 6, 3], 2)];
+    let opts = MergeOptions {
+        fuse: false,
+        ..MergeOptions::default()
+    };
+    let (merged, report) = check_combination(&ms, &opts, |ys| weighted(ys, &[0.5, 0.5]));
+    assert_eq!(report.branches, vec![0, 1]);
+    assert_eq!(count(&merged.graph, &["Gemm"]), 4);
+}
+
+#[test]
+fn probabilities_of_fused_members_split_the_wide_output() {
+    let ms = [mlp(&[4, 6, 3], 1), mlp(&[4, 6, 3], 2)];
+    let opts = MergeOptions {
+        probabilities: true,
+        ..MergeOptions::default()
+    };
+    let (merged, report) = merge_models(&ms, &opts).unwrap();
+    assert_eq!(count(&merged.graph, &["Softmax"]), 2, "{report}");
+    snapshot("merge_two_mlps_probabilities", &merged.graph.to_text());
+}
