@@ -25,6 +25,7 @@ Examples:
   smelt check model.onnx                        what the native backend cannot compile
   smelt run model.onnx --inputs test_data_set_0 --outputs out/   (native code, or --backend tract)
   smelt verify a.onnx b.onnx --random 8 --seed 1
+  smelt merge m0.onnx m1.onnx -o ensemble.onnx  an ensemble as one model
 
 Exit codes: 0 success, 1 the work failed or was refused, 2 bad usage.";
 
@@ -32,6 +33,7 @@ Exit codes: 0 success, 1 the work failed or was refused, 2 bad usage.";
 enum Command {
     Check(cmd::check::Args),
     Inspect(cmd::inspect::Args),
+    Merge(cmd::merge::Args),
     Opt(cmd::opt::Args),
     Run(cmd::run::Args),
     Verify(cmd::verify::Args),
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Check(a) => cmd::check::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Merge(a) => cmd::merge::run(a),
         Command::Opt(a) => cmd::opt::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Verify(a) => cmd::verify::run(a),

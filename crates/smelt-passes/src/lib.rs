@@ -62,6 +62,10 @@
 //! - [`fold`] — constant folding, shape folding, If inlining, BatchNormalization into
 //!   Conv/Gemm/MatMul, Identity/Dropout removal, dead code, constant and node deduplication,
 //!   QuantizeLinear on constants; exact.
+//! - [`merge`] — an ensemble of models into one graph ([`merge::merge_models`]; many graphs →
+//!   one, so a function rather than a `--passes` entry; `smelt merge` on the command line):
+//!   mean/weighted/normalized/vote/soup, structural fusion of same-shaped members; exact for
+//!   the linear combinations.
 //! - [`quantize`] — weight-only int8 for Gemm/MatMul/Conv weights; lossy.
 //!
 //! # Rules every pass keeps
@@ -75,6 +79,7 @@
 pub mod cost;
 pub mod eval;
 pub mod fold;
+pub mod merge;
 pub mod pass;
 pub mod pipeline;
 pub mod quantize;

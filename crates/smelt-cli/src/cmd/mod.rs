@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod inspect;
+pub mod merge;
 pub mod opt;
 pub mod run;
 pub mod verify;
