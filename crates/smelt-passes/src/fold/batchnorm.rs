@@ -197,8 +197,12 @@ fn try_fold(g: &mut Graph, id: NodeId) -> Result<bool, GraphError> {
             let wc = new_const(g, wv, "_bn", nw);
             let tc = new_const(g, wv, "_bn_bias", tt);
             g.set_node_input(p, 1, Some(wc))?;
+            // The MatMul now computes x·(W·s), not x·W: its value gets a new name, so that a
+            // name keeps meaning the same numbers across the pass (`--verify each` relies on it).
+            let renamed = crate::util::fresh_name(g, &format!("{}_bn", g.value(x).name));
+            g.rename_value(x, renamed);
             let ty: Type = g.value_type(bn_out).clone();
-            let name = crate::util::fresh_name(g, &format!("{}_bn", g.value(x).name));
+            let name = crate::util::fresh_name(g, &format!("{}_bn_add", g.value(x).name));
             let add = g.add_node(
                 g.fresh_node_name(&format!("{}_bn_add", g.display_node_name(p))),
                 Op::Add(smelt_ir::ops::Add {}),

@@ -258,8 +258,8 @@ graph t(x: f32[1,2]) -> (bn: f32[1,2]) {
 graph t(x: f32[1,2]) -> (y: f32[1,2]) {
   %w_bn = const f32[2,2] [0.5, 4.0, 1.5, 8.0]
   %w_bn_bias = const f32[2] [0.0, -2.0]
-  %mm = MatMul(%x, %w_bn) : f32[1,2]
-  %bn = Add(%mm, %w_bn_bias) : f32[1,2]
+  %mm_bn = MatMul(%x, %w_bn) : f32[1,2]
+  %bn = Add(%mm_bn, %w_bn_bias) : f32[1,2]
   %y = Relu(%bn) : f32[1,2]
   return %y
 }"#,
