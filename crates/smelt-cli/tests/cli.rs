@@ -202,3 +202,29 @@ fn opt_with_passes_reports_and_refuses_unknown_passes() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn inspect_plan_reports_arena_against_its_bounds() {
+    let out = smelt()
+        .arg("inspect")
+        .arg(fixtures().join("digits_resnet/model.onnx"))
+        .args(["--plan", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (arena, naive, lower) = (
+        v["plan"]["arena_bytes"].as_u64().unwrap(),
+        v["plan"]["naive_bytes"].as_u64().unwrap(),
+        v["plan"]["lower_bound_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        lower <= arena && arena <= naive,
+        "{lower} <= {arena} <= {naive}"
+    );
+    assert!(arena as f64 <= 1.1 * lower as f64);
+}

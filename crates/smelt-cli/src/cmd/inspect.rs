@@ -1,13 +1,13 @@
 //! `smelt inspect`: what a model is made of.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Show a model's inputs and outputs, op histogram, parameters, opsets and producer.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  smelt inspect model.onnx\n  smelt inspect model.onnx --json | jq .parameters"
+    after_help = "Examples:\n  smelt inspect model.onnx\n  smelt inspect model.onnx --json | jq .parameters\n  smelt inspect model.onnx --plan          the native backend's arena and where values live"
 )]
 pub struct Args {
     /// The model (.onnx).
@@ -15,6 +15,28 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also show the native backend's memory plan: arena bytes against the naive sum and the
+    /// lower bound (peak of live bytes), and where each value lives.
+    #[arg(long)]
+    plan: bool,
+    /// Bind a symbolic input dim for --plan: NAME=D,D,..
+    #[arg(long, value_name = "NAME=D,D,..")]
+    input_shape: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+struct PlanSummary {
+    arena_bytes: u64,
+    naive_bytes: u64,
+    lower_bound_bytes: u64,
+}
+
+#[derive(serde::Serialize)]
+struct Inspection<'a> {
+    #[serde(flatten)]
+    stats: &'a smelt::stats::ModelStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<PlanSummary>,
 }
 
 fn human_bytes(b: u64) -> String {
@@ -42,8 +64,29 @@ fn group(n: u64) -> String {
 pub fn run(a: Args) -> Result<ExitCode> {
     let m = super::load(&a.model)?;
     let s = smelt::stats::model_stats(&m);
+    let plan = if a.plan {
+        let shapes = crate::data::parse_input_shapes(&a.input_shape)?;
+        let opts = smelt::codegen::jit::Options {
+            input_shapes: shapes,
+            ..Default::default()
+        };
+        Some(smelt::codegen::plan(&smelt::native_graph(&m), &opts).context("the memory plan")?)
+    } else {
+        None
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let summary = plan.as_ref().map(|p| PlanSummary {
+            arena_bytes: p.arena_bytes,
+            naive_bytes: p.naive_bytes,
+            lower_bound_bytes: p.lower_bound,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Inspection {
+                stats: &s,
+                plan: summary
+            })?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!("model      {}", a.model.display());
@@ -93,6 +136,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ""
         };
         println!("  {op:<28} {n:>6}{mark}");
+    }
+    if let Some(p) = plan {
+        let ratio = |x: u64| {
+            if p.lower_bound > 0 {
+                x as f64 / p.lower_bound as f64
+            } else {
+                1.0
+            }
+        };
+        println!();
+        println!(
+            "memory plan: arena {} ({:.2}x the lower bound), naive sum {} ({:.2}x), lower bound (peak of live bytes) {}",
+            human_bytes(p.arena_bytes),
+            ratio(p.arena_bytes),
+            human_bytes(p.naive_bytes),
+            ratio(p.naive_bytes),
+            human_bytes(p.lower_bound)
+        );
+        print!("{p}");
     }
     Ok(ExitCode::SUCCESS)
 }
