@@ -95,5 +95,40 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The digits ensemble: members 0-3 merged (`--combine mean`) against the four members run one
+/// after another, all on the JIT (issue: merged latency <= 0.5x the sum).
+fn ensemble(c: &mut Criterion) {
+    let dir = root().join("tests/data/fixtures/digits_ensemble");
+    let members: Vec<smelt::Model> = (0..4)
+        .map(|k| smelt::onnx::load_model(&dir.join(format!("member_{k}.onnx"))).expect("member"))
+        .collect();
+    let (merged, _) =
+        smelt::passes::merge::merge_models(&members, &Default::default()).expect("merge");
+    let x = read_inputs(&dir.join("test_data_set_0"));
+    let opts = Options {
+        input_shapes: vec![("input".into(), vec![1, 64])],
+        ..Default::default()
+    };
+    let views: Vec<TensorView> = x.iter().map(Into::into).collect();
+    let mut g = c.benchmark_group("digits_ensemble_0-3");
+    let mut cm = smelt::compile_jit(&merged, &opts).expect("compile merged");
+    let mut out = vec![0u8; 40];
+    g.bench_function("merged-jit", |b| {
+        b.iter(|| cm.run_into(&views, &mut [out.as_mut_slice()]).expect("run"))
+    });
+    let mut each: Vec<_> = members
+        .iter()
+        .map(|m| smelt::compile_jit(m, &opts).expect("compile member"))
+        .collect();
+    g.bench_function("four-members-jit", |b| {
+        b.iter(|| {
+            for cm in each.iter_mut() {
+                cm.run_into(&views, &mut [out.as_mut_slice()]).expect("run");
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, ensemble);
 criterion_main!(benches);
