@@ -356,39 +356,3 @@ fn a_shared_frozen_first_layer_is_held_and_run_once() {
     let err = max_abs(&tract(&merged, xs), &want);
     assert!(err <= 1e-5, "max abs error {err}");
 }
-
-/// Latency with tract (the JIT has no benchmark yet): the merged members 0-3 against the four
-/// members run one after another, best of three passes over the test set. Printed for
-/// docs/passes.md; asserted only loosely, the cores being shared.
-#[test]
-fn merged_members_0_to_3_run_faster_than_the_four_with_tract() {
-    let members: Vec<Model> = (0..4).map(member).collect();
-    let (merged, _) = merge(&members, MergeOptions::default());
-    let (xs, _) = common::digits_test(&[1, 64]);
-    let load = |m: &Model| {
-        TractModel::load_bytes(&smelt_onnx::model_to_bytes(m).unwrap(), &xs[..1]).unwrap()
-    };
-    let time = |ms: &[TractModel]| {
-        (0..3)
-            .map(|_| {
-                let t = std::time::Instant::now();
-                for x in &xs {
-                    for m in ms {
-                        m.run(std::slice::from_ref(x)).unwrap();
-                    }
-                }
-                t.elapsed().as_secs_f64() / xs.len() as f64
-            })
-            .fold(f64::MAX, f64::min)
-    };
-    let four: Vec<TractModel> = members.iter().map(load).collect();
-    let sum = time(&four);
-    let one = time(&[load(&merged)]);
-    println!(
-        "tract latency per image: four members {:.1} µs, merged {:.1} µs ({:.2}x)",
-        sum * 1e6,
-        one * 1e6,
-        one / sum
-    );
-    assert!(one < sum, "merged {one} s vs four members {sum} s");
-}
