@@ -1,5 +1,5 @@
 //! Style rules as a test (as rust-analyzer's tidy): every Rust file opens with a `//!` doc
-//! saying what it is, and no test hides behind `#[should_panic]` or `#[ignore]`.
+//! saying what it is, and no test is marked should-panic or ignored.
 
 mod common;
 
