@@ -225,3 +225,63 @@ fn jit_runs_quantized_weights_like_tract() {
         assert!(worst <= 1e-4, "{name} {spec}: max abs {worst}");
     }
 }
+
+/// `quantize(calib=…, max_error=E)` on digits_mlp with tract as the runner: the error measured
+/// with tract afterwards (max |y_q − y| / max |y| over the 200 calibration images) is within E,
+/// and a larger E keeps fewer layers in float.
+#[test]
+fn calibrated_quantize_meets_its_budget_measured_with_tract() {
+    let calib = common::fixtures().join("digits_calib/x.pb");
+    let original = load("digits_mlp");
+    let x = smelt_onnx::read_tensor_file(&calib).unwrap().1;
+    let xs = common::samples(&x, &[1, 64]);
+    let run_all = |m: &Model| -> Vec<f64> {
+        let tm = TractModel::load_bytes(&smelt_onnx::model_to_bytes(m).unwrap(), &xs[..1]).unwrap();
+        xs.iter()
+            .flat_map(|x| {
+                tm.run(std::slice::from_ref(x)).unwrap()[0]
+                    .to_f64_vec()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let y = run_all(&original);
+    let y_max = y.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    let float_gemms = |m: &Model| {
+        m.graph
+            .node_ids()
+            .into_iter()
+            .filter(|id| matches!(m.graph.node(*id).op, Op::Gemm(_)))
+            .filter(|id| {
+                m.graph
+                    .node_input(*id, 1)
+                    .is_some_and(|w| m.graph.const_value(w).is_some())
+            })
+            .count()
+    };
+    let mut kept = vec![];
+    for e in [0.0025, 0.05] {
+        let mut m = original.clone();
+        run_passes(
+            &mut m,
+            &format!("quantize(calib={},max_error={e})", calib.display()),
+        );
+        let yq = run_all(&m);
+        let err = y
+            .iter()
+            .zip(&yq)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+            / y_max;
+        eprintln!(
+            "max_error={e}: measured {err:.8}, {} Gemm(s) kept float",
+            float_gemms(&m)
+        );
+        assert!(err <= e, "max_error={e}: measured {err}");
+        kept.push(float_gemms(&m));
+    }
+    assert!(
+        kept[1] < kept[0],
+        "a larger budget keeps fewer layers float: {kept:?}"
+    );
+}
