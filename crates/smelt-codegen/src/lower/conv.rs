@@ -578,33 +578,54 @@ fn wide(
     } else {
         (0..gm.kh).map(|kh| vec![kh]).collect()
     };
+    // Small windows (1x1, 1xk) unroll input channels so that a loop iteration carries about
+    // nine taps' work: the loop overhead per FMA stays small.
+    let unroll = if taps <= 4 && gm.sw == 1 {
+        (8 / taps).min(4).min(cpg).max(1)
+    } else {
+        1
+    };
     for rows in &row_groups {
-        cx.for_n(cpg, |cx, ci| {
-            let xp = cx.index(rowp, ci, hw * 4);
-            let wpc = cx.index(bs.w, ci, (taps * CB * 4) as i64);
-            for &kh in rows {
-                for kw in 0..gm.kw {
-                    let t = kh * gm.kw + kw;
-                    let base = ((kh * gm.dh * gm.w + kw * gm.dw) * 4) as i64;
-                    let mut xs = vec![];
-                    for h in 0..nv {
-                        let off = base + (h * 4 * gm.sw) as i64 * 4;
-                        xs.push(load_strided(cx, xp, off, gm.sw));
-                    }
-                    for r in 0..mr {
-                        let wv = cx.load(types::F32, wpc, ((t * CB + r) * 4) as i64);
-                        let wv = cx.b.ins().splat(types::F32X4, wv);
-                        for (h, xv) in xs.iter().enumerate() {
-                            let var = accs[r * nv + h];
-                            let a = cx.b.use_var(var);
-                            let s = cx.fma(wv, *xv, a);
-                            cx.b.def_var(var, s);
+        // Taps of `rows` for channels `ci0 + j`, j in 0..count.
+        let body = |cx: &mut Ctx, ci0: Value, count: usize| -> R<()> {
+            let xp0 = cx.index(rowp, ci0, hw * 4);
+            let wp0 = cx.index(bs.w, ci0, (taps * CB * 4) as i64);
+            for j in 0..count {
+                let xj = j as i64 * hw * 4;
+                let wj = (j * taps * CB * 4) as i64;
+                for &kh in rows {
+                    for kw in 0..gm.kw {
+                        let t = kh * gm.kw + kw;
+                        let base = ((kh * gm.dh * gm.w + kw * gm.dw) * 4) as i64 + xj;
+                        let mut xs = vec![];
+                        for h in 0..nv {
+                            let off = base + (h * 4 * gm.sw) as i64 * 4;
+                            xs.push(load_strided(cx, xp0, off, gm.sw));
+                        }
+                        for r in 0..mr {
+                            let wv = cx.load(types::F32, wp0, wj + ((t * CB + r) * 4) as i64);
+                            let wv = cx.b.ins().splat(types::F32X4, wv);
+                            for (h, xv) in xs.iter().enumerate() {
+                                let var = accs[r * nv + h];
+                                let a = cx.b.use_var(var);
+                                let s = cx.fma(wv, *xv, a);
+                                cx.b.def_var(var, s);
+                            }
                         }
                     }
                 }
             }
             Ok(())
+        };
+        let full = cpg / unroll;
+        cx.for_n(full, |cx, cb| {
+            let ci0 = cx.b.ins().imul_imm_s(cb, unroll as i64);
+            body(cx, ci0, unroll)
         })?;
+        if !cpg.is_multiple_of(unroll) {
+            let ci0 = cx.iconst((full * unroll) as i64);
+            body(cx, ci0, cpg % unroll)?;
+        }
     }
     let ohw = (gm.oh * gm.ow) as i64;
     let yrow = cx.index(bs.y, oh, (gm.ow * 4) as i64);
