@@ -12,7 +12,9 @@
 //! When the convolution pads, or the last block of columns is partial, the kernel reads a
 //! zero-padded copy of the current image in the node's arena scratch (with slack after it for
 //! the spare lanes of a partial block), so every tap is in bounds and there is no border code
-//! and no branch in the loop nest.
+//! and no branch in the loop nest. For stride 2 (dilation 1) that copy splits every row into its
+//! even and its odd columns, so that each tap reads four outputs' inputs with one contiguous
+//! load instead of two loads and a shuffle.
 
 use super::{axis, Ctx, NodeIo, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -245,6 +247,14 @@ struct Bases {
     y: Value,
     /// Packed bias of this block (4 floats).
     b: Value,
+    /// Stride-2 convolutions read a copy whose rows are split into even columns (the first
+    /// `half` floats) and odd columns, so that every tap is a contiguous load.
+    half: Option<usize>,
+}
+
+/// Whether the stride-2 column split of [`Bases::half`] applies.
+fn splits(gm: &Geom) -> bool {
+    gm.sw == 2 && gm.dw == 1
 }
 
 /// Output channels per block for the full blocks and the remainder of one group.
@@ -269,7 +279,7 @@ fn padding(gm: &Geom) -> Option<(usize, usize, usize)> {
     let hp = (gm.h + gm.pt).max(need_h);
     let wp = (gm.w + gm.pl).max(need_w);
     let pads = gm.pt > 0 || gm.pl > 0 || hp > gm.h || wp > gm.w;
-    (pads || partial).then_some((hp, wp, 24 * gm.sw + gm.kw * gm.dw + 64))
+    (pads || partial || splits(gm)).then_some((hp, wp, 24 * gm.sw + gm.kw * gm.dw + 64))
 }
 
 /// Arena bytes a Conv node needs for its padded input copy.
@@ -448,6 +458,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let hw = (gm.h * gm.w) as i64;
     let ohw = (gm.oh * gm.ow) as i64;
     let (full_blocks, rem) = blocks(&gm);
+    let split = pad.is_some() && splits(&orig);
 
     let per_block = |cx: &mut Ctx, n: Value, g: Value, blk: Value, mr: usize| -> R<()> {
         // Bases for (n, g, blk).
@@ -476,6 +487,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             w: wo,
             y: yo,
             b: bo,
+            half: split.then_some(gm.w.div_ceil(2)),
         };
         cx.for_n(gm.oh, |cx, oh| row(cx, &gm, &bases, oh, mr, cpg, relu))
     };
@@ -483,16 +495,44 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         if pad.is_some() {
             // Copy image n into the interior of the padded buffer (borders stay zero).
             let src = cx.index(x_in, n, (orig.c * orig.h * orig.w * 4) as i64);
-            let dst = cx.offset(x, ((orig.pt * gm.w + orig.pl) * 4) as i64);
-            super::shape::copy_nest(
-                cx,
-                &[orig.c, orig.h, orig.w],
-                src,
-                &[(orig.h * orig.w) as i64, orig.w as i64, 1],
-                dst,
-                &[(gm.h * gm.w) as i64, gm.w as i64, 1],
-                4,
-            )?;
+            if split {
+                // Padded column pc goes to plane pc % 2, index pc / 2.
+                let half = gm.w.div_ceil(2);
+                for q in 0..2 {
+                    let pc0 = if orig.pl % 2 == q {
+                        orig.pl
+                    } else {
+                        orig.pl + 1
+                    };
+                    let iw0 = pc0 - orig.pl;
+                    if iw0 >= orig.w {
+                        continue;
+                    }
+                    let count = (orig.w - iw0).div_ceil(2);
+                    let s = cx.offset(src, (iw0 * 4) as i64);
+                    let d = cx.offset(x, ((orig.pt * gm.w + q * half + pc0 / 2) * 4) as i64);
+                    super::shape::copy_nest(
+                        cx,
+                        &[orig.c, orig.h, count],
+                        s,
+                        &[(orig.h * orig.w) as i64, orig.w as i64, 2],
+                        d,
+                        &[(gm.h * gm.w) as i64, gm.w as i64, 1],
+                        4,
+                    )?;
+                }
+            } else {
+                let dst = cx.offset(x, ((orig.pt * gm.w + orig.pl) * 4) as i64);
+                super::shape::copy_nest(
+                    cx,
+                    &[orig.c, orig.h, orig.w],
+                    src,
+                    &[(orig.h * orig.w) as i64, orig.w as i64, 1],
+                    dst,
+                    &[(gm.h * gm.w) as i64, gm.w as i64, 1],
+                    4,
+                )?;
+            }
         }
         cx.for_n(gm.group, |cx, g| {
             cx.for_n(full_blocks, |cx, blk| per_block(cx, n, g, blk, CB))?;
@@ -567,7 +607,10 @@ fn wide(
     let hw = (gm.h * gm.w) as i64;
     let taps = gm.kh * gm.kw;
     // Input column of the first output column, first tap.
-    let iw0 = cx.b.ins().imul_imm_s(ow0, gm.sw as i64);
+    let iw0 = match bs.half {
+        Some(_) => ow0,
+        None => cx.b.ins().imul_imm_s(ow0, gm.sw as i64),
+    };
     // First input row of the window; row kh is kh * dh rows further. Small windows run all
     // taps per input channel (one loop); large ones (7x7 stems) one kernel row per loop.
     let ih0 = in_row(cx, gm, oh, 0);
@@ -596,11 +639,19 @@ fn wide(
                 for &kh in rows {
                     for kw in 0..gm.kw {
                         let t = kh * gm.kw + kw;
-                        let base = ((kh * gm.dh * gm.w + kw * gm.dw) * 4) as i64 + xj;
                         let mut xs = vec![];
-                        for h in 0..nv {
-                            let off = base + (h * 4 * gm.sw) as i64 * 4;
-                            xs.push(load_strided(cx, xp0, off, gm.sw));
+                        if let Some(half) = bs.half {
+                            let col = (kw % 2) * half + kw / 2;
+                            let base = ((kh * gm.dh * gm.w + col) * 4) as i64 + xj;
+                            for h in 0..nv {
+                                xs.push(cx.load(types::F32X4, xp0, base + (h * 16) as i64));
+                            }
+                        } else {
+                            let base = ((kh * gm.dh * gm.w + kw * gm.dw) * 4) as i64 + xj;
+                            for h in 0..nv {
+                                let off = base + (h * 4 * gm.sw) as i64 * 4;
+                                xs.push(load_strided(cx, xp0, off, gm.sw));
+                            }
                         }
                         for r in 0..mr {
                             let wv = cx.load(types::F32, wp0, wj + ((t * CB + r) * 4) as i64);
