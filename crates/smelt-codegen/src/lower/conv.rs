@@ -460,7 +460,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let (full_blocks, rem) = blocks(&gm);
     let split = pad.is_some() && splits(&orig);
 
-    let per_block = |cx: &mut Ctx, n: Value, g: Value, blk: Value, mr: usize| -> R<()> {
+    let per_block = |cx: &mut Ctx, n: Value, g: Value, oh: Value, blk: Value, mr: usize| -> R<()> {
         // Bases for (n, g, blk).
         let xo = {
             let a = cx.b.ins().imul_imm_s(n, image);
@@ -489,7 +489,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             b: bo,
             half: split.then_some(gm.w.div_ceil(2)),
         };
-        cx.for_n(gm.oh, |cx, oh| row(cx, &gm, &bases, oh, mr, cpg, relu))
+        row(cx, &gm, &bases, oh, mr, cpg, relu)
     };
     cx.for_n(gm.n, |cx, n| {
         if pad.is_some() {
@@ -534,13 +534,17 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 )?;
             }
         }
+        // Output rows outside, channel blocks inside: the input rows one output row reads
+        // stay in cache while every block of output channels uses them.
         cx.for_n(gm.group, |cx, g| {
-            cx.for_n(full_blocks, |cx, blk| per_block(cx, n, g, blk, CB))?;
-            if rem > 0 {
-                let blk = cx.iconst(full_blocks as i64);
-                per_block(cx, n, g, blk, rem)?;
-            }
-            Ok(())
+            cx.for_n(gm.oh, |cx, oh| {
+                cx.for_n(full_blocks, |cx, blk| per_block(cx, n, g, oh, blk, CB))?;
+                if rem > 0 {
+                    let blk = cx.iconst(full_blocks as i64);
+                    per_block(cx, n, g, oh, blk, rem)?;
+                }
+                Ok(())
+            })
         })
     })
 }
