@@ -270,7 +270,8 @@ fn padding(gm: &Geom) -> Option<(usize, usize, usize)> {
     let (full, rem) = blocks(gm);
     let mut partial = false;
     for (mr, used) in [(CB, full > 0), (rem, rem > 0)] {
-        if used && !gm.ow.is_multiple_of(nv_for(mr) * 4) {
+        // A partial last block overlaps the one before it (see `row`) when there is one.
+        if used && gm.ow < nv_for(mr) * 4 {
             partial = true;
         }
     }
@@ -567,7 +568,12 @@ fn row(
         let ow0 = cx.b.ins().imul_imm_s(blk, width as i64);
         wide(cx, gm, bs, oh, ow0, mr, cpg, width, relu)
     })?;
-    if rest > 0 {
+    if rest > 0 && nfull > 0 {
+        // The last `width` columns, overlapping the previous block: full vectors, every read
+        // inside the row (the overlapped outputs are computed twice, identically).
+        let ow0 = cx.iconst((gm.ow - width) as i64);
+        wide(cx, gm, bs, oh, ow0, mr, cpg, width, relu)?;
+    } else if rest > 0 {
         let ow0 = cx.iconst((nfull * width) as i64);
         wide(cx, gm, bs, oh, ow0, mr, cpg, rest, relu)?;
     }
