@@ -177,6 +177,20 @@ pub(crate) fn geom(g: &Graph, id: NodeId) -> R<Geom> {
             "channels {c} / {m} do not fit group {group} and weight {wd:?}"
         ));
     }
+    // A 1x1, stride-1, unpadded convolution is a matrix product over the pixels: its planes
+    // are re-cut into rows of `len` pixels (a divisor of h*w, at least w, about 256 at most),
+    // so that narrow images do not leave most of every row in a partial block.
+    let flat = kh == 1 && kw == 1 && (sh, sw, pt, pl) == (1, 1, 0, 0) && (oh, ow) == (h, w);
+    let (h, w, oh, ow) = if flat {
+        let hw = h * w;
+        let len = (w..=hw.min(256).max(w))
+            .rev()
+            .find(|l| hw.is_multiple_of(*l))
+            .unwrap_or(w);
+        (hw / len, len, hw / len, len)
+    } else {
+        (h, w, oh, ow)
+    };
     Ok(Geom {
         n,
         c,
