@@ -451,13 +451,15 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let y = cx.addr(io.g, io.output(0)?)?;
     // The kernel reads either the input itself or a zero-padded copy of the current image.
     let pad = padding(&orig);
+    let per_group = pad.is_some() && orig.group > 1;
     let (gm, x, image) = match pad {
         Some((hp, wpd, slack)) => {
             let off = io
                 .scratch
                 .ok_or("Conv needs scratch space the plan did not give")?;
             let buf = cx.offset(cx.arena(), off as i64);
-            super::shape::fill(cx, buf, orig.c * hp * wpd + slack, &[0, 0, 0, 0])?;
+            let channels = if per_group { cpg } else { orig.c };
+            super::shape::fill(cx, buf, channels * hp * wpd + slack, &[0, 0, 0, 0])?;
             let gm = Geom {
                 h: hp,
                 w: wpd,
@@ -479,7 +481,8 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         // Bases for (n, g, blk).
         let xo = {
             let a = cx.b.ins().imul_imm_s(n, image);
-            let b = cx.b.ins().imul_imm_s(g, cpg as i64 * hw * 4);
+            let gs = if per_group { 0 } else { cpg as i64 * hw * 4 };
+            let b = cx.b.ins().imul_imm_s(g, gs);
             let s = cx.b.ins().iadd(a, b);
             cx.b.ins().iadd(x, s)
         };
@@ -507,51 +510,20 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         row(cx, &gm, &bases, oh, mr, cpg, relu)
     };
     cx.for_n(gm.n, |cx, n| {
-        if pad.is_some() {
+        if pad.is_some() && !per_group {
             // Copy image n into the interior of the padded buffer (borders stay zero).
             let src = cx.index(x_in, n, (orig.c * orig.h * orig.w * 4) as i64);
-            if split {
-                // Padded column pc goes to plane pc % 2, index pc / 2.
-                let half = gm.w.div_ceil(2);
-                for q in 0..2 {
-                    let pc0 = if orig.pl % 2 == q {
-                        orig.pl
-                    } else {
-                        orig.pl + 1
-                    };
-                    let iw0 = pc0 - orig.pl;
-                    if iw0 >= orig.w {
-                        continue;
-                    }
-                    let count = (orig.w - iw0).div_ceil(2);
-                    let s = cx.offset(src, (iw0 * 4) as i64);
-                    let d = cx.offset(x, ((orig.pt * gm.w + q * half + pc0 / 2) * 4) as i64);
-                    super::shape::copy_nest(
-                        cx,
-                        &[orig.c, orig.h, count],
-                        s,
-                        &[(orig.h * orig.w) as i64, orig.w as i64, 2],
-                        d,
-                        &[(gm.h * gm.w) as i64, gm.w as i64, 1],
-                        4,
-                    )?;
-                }
-            } else {
-                let dst = cx.offset(x, ((orig.pt * gm.w + orig.pl) * 4) as i64);
-                super::shape::copy_nest(
-                    cx,
-                    &[orig.c, orig.h, orig.w],
-                    src,
-                    &[(orig.h * orig.w) as i64, orig.w as i64, 1],
-                    dst,
-                    &[(gm.h * gm.w) as i64, gm.w as i64, 1],
-                    4,
-                )?;
-            }
+            copy_padded(cx, &orig, &gm, split, src, x, orig.c)?;
         }
         // Output rows outside, channel blocks inside: the input rows one output row reads
         // stay in cache while every block of output channels uses them.
         cx.for_n(gm.group, |cx, g| {
+            if per_group {
+                // Grouped (depthwise): one group's channels at a time, which stay in cache.
+                let src = cx.index(x_in, n, (orig.c * orig.h * orig.w * 4) as i64);
+                let src = cx.index(src, g, (cpg * orig.h * orig.w * 4) as i64);
+                copy_padded(cx, &orig, &gm, split, src, x, cpg)?;
+            }
             cx.for_n(gm.oh, |cx, oh| {
                 cx.for_n(full_blocks, |cx, blk| per_block(cx, n, g, oh, blk, CB))?;
                 if rem > 0 {
@@ -562,6 +534,58 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             })
         })
     })
+}
+
+/// Copies `channels` channels of one image from `src` into the interior of the padded buffer
+/// `x` (rows split into even and odd columns when `split`).
+fn copy_padded(
+    cx: &mut Ctx,
+    orig: &Geom,
+    gm: &Geom,
+    split: bool,
+    src: Value,
+    x: Value,
+    channels: usize,
+) -> R<()> {
+    if split {
+        // Padded column pc goes to plane pc % 2, index pc / 2.
+        let half = gm.w.div_ceil(2);
+        for q in 0..2 {
+            let pc0 = if orig.pl % 2 == q {
+                orig.pl
+            } else {
+                orig.pl + 1
+            };
+            let iw0 = pc0 - orig.pl;
+            if iw0 >= orig.w {
+                continue;
+            }
+            let count = (orig.w - iw0).div_ceil(2);
+            let s = cx.offset(src, (iw0 * 4) as i64);
+            let d = cx.offset(x, ((orig.pt * gm.w + q * half + pc0 / 2) * 4) as i64);
+            super::shape::copy_nest(
+                cx,
+                &[channels, orig.h, count],
+                s,
+                &[(orig.h * orig.w) as i64, orig.w as i64, 2],
+                d,
+                &[(gm.h * gm.w) as i64, gm.w as i64, 1],
+                4,
+            )?;
+        }
+    } else {
+        let dst = cx.offset(x, ((orig.pt * gm.w + orig.pl) * 4) as i64);
+        super::shape::copy_nest(
+            cx,
+            &[channels, orig.h, orig.w],
+            src,
+            &[(orig.h * orig.w) as i64, orig.w as i64, 1],
+            dst,
+            &[(gm.h * gm.w) as i64, gm.w as i64, 1],
+            4,
+        )?;
+    }
+    Ok(())
 }
 
 /// One output row `oh` of `mr` channels: blocks of columns, the last one possibly partial.
