@@ -12,7 +12,9 @@
 //! When the convolution pads, or the last block of columns is partial, the kernel reads a
 //! zero-padded copy of the current image in the node's arena scratch (with slack after it for
 //! the spare lanes of a partial block), so every tap is in bounds and there is no border code
-//! and no branch in the loop nest.
+//! and no branch in the loop nest. For stride 2 (dilation 1) that copy splits every row into its
+//! even and its odd columns, so that each tap reads four outputs' inputs with one contiguous
+//! load instead of two loads and a shuffle.
 
 use super::{axis, Ctx, NodeIo, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -175,6 +177,20 @@ pub(crate) fn geom(g: &Graph, id: NodeId) -> R<Geom> {
             "channels {c} / {m} do not fit group {group} and weight {wd:?}"
         ));
     }
+    // A 1x1, stride-1, unpadded convolution is a matrix product over the pixels: its planes
+    // are re-cut into rows of `len` pixels (a divisor of h*w, at least w, about 256 at most),
+    // so that narrow images do not leave most of every row in a partial block.
+    let flat = kh == 1 && kw == 1 && (sh, sw, pt, pl) == (1, 1, 0, 0) && (oh, ow) == (h, w);
+    let (h, w, oh, ow) = if flat {
+        let hw = h * w;
+        let len = (w..=hw.min(256).max(w))
+            .rev()
+            .find(|l| hw.is_multiple_of(*l))
+            .unwrap_or(w);
+        (hw / len, len, hw / len, len)
+    } else {
+        (h, w, oh, ow)
+    };
     Ok(Geom {
         n,
         c,
@@ -245,6 +261,14 @@ struct Bases {
     y: Value,
     /// Packed bias of this block (4 floats).
     b: Value,
+    /// Stride-2 convolutions read a copy whose rows are split into even columns (the first
+    /// `half` floats) and odd columns, so that every tap is a contiguous load.
+    half: Option<usize>,
+}
+
+/// Whether the stride-2 column split of [`Bases::half`] applies.
+fn splits(gm: &Geom) -> bool {
+    gm.sw == 2 && gm.dw == 1
 }
 
 /// Output channels per block for the full blocks and the remainder of one group.
@@ -260,7 +284,8 @@ fn padding(gm: &Geom) -> Option<(usize, usize, usize)> {
     let (full, rem) = blocks(gm);
     let mut partial = false;
     for (mr, used) in [(CB, full > 0), (rem, rem > 0)] {
-        if used && !gm.ow.is_multiple_of(nv_for(mr) * 4) {
+        // A partial last block overlaps the one before it (see `row`) when there is one.
+        if used && gm.ow < nv_for(mr) * 4 {
             partial = true;
         }
     }
@@ -269,7 +294,7 @@ fn padding(gm: &Geom) -> Option<(usize, usize, usize)> {
     let hp = (gm.h + gm.pt).max(need_h);
     let wp = (gm.w + gm.pl).max(need_w);
     let pads = gm.pt > 0 || gm.pl > 0 || hp > gm.h || wp > gm.w;
-    (pads || partial).then_some((hp, wp, 24 * gm.sw + gm.kw * gm.dw + 64))
+    (pads || partial || splits(gm)).then_some((hp, wp, 24 * gm.sw + gm.kw * gm.dw + 64))
 }
 
 /// Arena bytes a Conv node needs for its padded input copy.
@@ -426,13 +451,15 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let y = cx.addr(io.g, io.output(0)?)?;
     // The kernel reads either the input itself or a zero-padded copy of the current image.
     let pad = padding(&orig);
+    let per_group = pad.is_some() && orig.group > 1;
     let (gm, x, image) = match pad {
         Some((hp, wpd, slack)) => {
             let off = io
                 .scratch
                 .ok_or("Conv needs scratch space the plan did not give")?;
             let buf = cx.offset(cx.arena(), off as i64);
-            super::shape::fill(cx, buf, orig.c * hp * wpd + slack, &[0, 0, 0, 0])?;
+            let channels = if per_group { cpg } else { orig.c };
+            super::shape::fill(cx, buf, channels * hp * wpd + slack, &[0, 0, 0, 0])?;
             let gm = Geom {
                 h: hp,
                 w: wpd,
@@ -448,12 +475,14 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let hw = (gm.h * gm.w) as i64;
     let ohw = (gm.oh * gm.ow) as i64;
     let (full_blocks, rem) = blocks(&gm);
+    let split = pad.is_some() && splits(&orig);
 
-    let per_block = |cx: &mut Ctx, n: Value, g: Value, blk: Value, mr: usize| -> R<()> {
+    let per_block = |cx: &mut Ctx, n: Value, g: Value, oh: Value, blk: Value, mr: usize| -> R<()> {
         // Bases for (n, g, blk).
         let xo = {
             let a = cx.b.ins().imul_imm_s(n, image);
-            let b = cx.b.ins().imul_imm_s(g, cpg as i64 * hw * 4);
+            let gs = if per_group { 0 } else { cpg as i64 * hw * 4 };
+            let b = cx.b.ins().imul_imm_s(g, gs);
             let s = cx.b.ins().iadd(a, b);
             cx.b.ins().iadd(x, s)
         };
@@ -476,33 +505,87 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             w: wo,
             y: yo,
             b: bo,
+            half: split.then_some(gm.w.div_ceil(2)),
         };
-        cx.for_n(gm.oh, |cx, oh| row(cx, &gm, &bases, oh, mr, cpg, relu))
+        row(cx, &gm, &bases, oh, mr, cpg, relu)
     };
     cx.for_n(gm.n, |cx, n| {
-        if pad.is_some() {
+        if pad.is_some() && !per_group {
             // Copy image n into the interior of the padded buffer (borders stay zero).
             let src = cx.index(x_in, n, (orig.c * orig.h * orig.w * 4) as i64);
-            let dst = cx.offset(x, ((orig.pt * gm.w + orig.pl) * 4) as i64);
+            copy_padded(cx, &orig, &gm, split, src, x, orig.c)?;
+        }
+        // Output rows outside, channel blocks inside: the input rows one output row reads
+        // stay in cache while every block of output channels uses them.
+        cx.for_n(gm.group, |cx, g| {
+            if per_group {
+                // Grouped (depthwise): one group's channels at a time, which stay in cache.
+                let src = cx.index(x_in, n, (orig.c * orig.h * orig.w * 4) as i64);
+                let src = cx.index(src, g, (cpg * orig.h * orig.w * 4) as i64);
+                copy_padded(cx, &orig, &gm, split, src, x, cpg)?;
+            }
+            cx.for_n(gm.oh, |cx, oh| {
+                cx.for_n(full_blocks, |cx, blk| per_block(cx, n, g, oh, blk, CB))?;
+                if rem > 0 {
+                    let blk = cx.iconst(full_blocks as i64);
+                    per_block(cx, n, g, oh, blk, rem)?;
+                }
+                Ok(())
+            })
+        })
+    })
+}
+
+/// Copies `channels` channels of one image from `src` into the interior of the padded buffer
+/// `x` (rows split into even and odd columns when `split`).
+fn copy_padded(
+    cx: &mut Ctx,
+    orig: &Geom,
+    gm: &Geom,
+    split: bool,
+    src: Value,
+    x: Value,
+    channels: usize,
+) -> R<()> {
+    if split {
+        // Padded column pc goes to plane pc % 2, index pc / 2.
+        let half = gm.w.div_ceil(2);
+        for q in 0..2 {
+            let pc0 = if orig.pl % 2 == q {
+                orig.pl
+            } else {
+                orig.pl + 1
+            };
+            let iw0 = pc0 - orig.pl;
+            if iw0 >= orig.w {
+                continue;
+            }
+            let count = (orig.w - iw0).div_ceil(2);
+            let s = cx.offset(src, (iw0 * 4) as i64);
+            let d = cx.offset(x, ((orig.pt * gm.w + q * half + pc0 / 2) * 4) as i64);
             super::shape::copy_nest(
                 cx,
-                &[orig.c, orig.h, orig.w],
-                src,
-                &[(orig.h * orig.w) as i64, orig.w as i64, 1],
-                dst,
+                &[channels, orig.h, count],
+                s,
+                &[(orig.h * orig.w) as i64, orig.w as i64, 2],
+                d,
                 &[(gm.h * gm.w) as i64, gm.w as i64, 1],
                 4,
             )?;
         }
-        cx.for_n(gm.group, |cx, g| {
-            cx.for_n(full_blocks, |cx, blk| per_block(cx, n, g, blk, CB))?;
-            if rem > 0 {
-                let blk = cx.iconst(full_blocks as i64);
-                per_block(cx, n, g, blk, rem)?;
-            }
-            Ok(())
-        })
-    })
+    } else {
+        let dst = cx.offset(x, ((orig.pt * gm.w + orig.pl) * 4) as i64);
+        super::shape::copy_nest(
+            cx,
+            &[channels, orig.h, orig.w],
+            src,
+            &[(orig.h * orig.w) as i64, orig.w as i64, 1],
+            dst,
+            &[(gm.h * gm.w) as i64, gm.w as i64, 1],
+            4,
+        )?;
+    }
+    Ok(())
 }
 
 /// One output row `oh` of `mr` channels: blocks of columns, the last one possibly partial.
@@ -523,7 +606,12 @@ fn row(
         let ow0 = cx.b.ins().imul_imm_s(blk, width as i64);
         wide(cx, gm, bs, oh, ow0, mr, cpg, width, relu)
     })?;
-    if rest > 0 {
+    if rest > 0 && nfull > 0 {
+        // The last `width` columns, overlapping the previous block: full vectors, every read
+        // inside the row (the overlapped outputs are computed twice, identically).
+        let ow0 = cx.iconst((gm.ow - width) as i64);
+        wide(cx, gm, bs, oh, ow0, mr, cpg, width, relu)?;
+    } else if rest > 0 {
         let ow0 = cx.iconst((nfull * width) as i64);
         wide(cx, gm, bs, oh, ow0, mr, cpg, rest, relu)?;
     }
@@ -567,7 +655,10 @@ fn wide(
     let hw = (gm.h * gm.w) as i64;
     let taps = gm.kh * gm.kw;
     // Input column of the first output column, first tap.
-    let iw0 = cx.b.ins().imul_imm_s(ow0, gm.sw as i64);
+    let iw0 = match bs.half {
+        Some(_) => ow0,
+        None => cx.b.ins().imul_imm_s(ow0, gm.sw as i64),
+    };
     // First input row of the window; row kh is kh * dh rows further. Small windows run all
     // taps per input channel (one loop); large ones (7x7 stems) one kernel row per loop.
     let ih0 = in_row(cx, gm, oh, 0);
@@ -578,33 +669,62 @@ fn wide(
     } else {
         (0..gm.kh).map(|kh| vec![kh]).collect()
     };
+    // Small windows (1x1, 1xk) unroll input channels so that a loop iteration carries about
+    // nine taps' work: the loop overhead per FMA stays small.
+    let unroll = if taps <= 4 && gm.sw == 1 {
+        (8 / taps).min(4).min(cpg).max(1)
+    } else {
+        1
+    };
     for rows in &row_groups {
-        cx.for_n(cpg, |cx, ci| {
-            let xp = cx.index(rowp, ci, hw * 4);
-            let wpc = cx.index(bs.w, ci, (taps * CB * 4) as i64);
-            for &kh in rows {
-                for kw in 0..gm.kw {
-                    let t = kh * gm.kw + kw;
-                    let base = ((kh * gm.dh * gm.w + kw * gm.dw) * 4) as i64;
-                    let mut xs = vec![];
-                    for h in 0..nv {
-                        let off = base + (h * 4 * gm.sw) as i64 * 4;
-                        xs.push(load_strided(cx, xp, off, gm.sw));
-                    }
-                    for r in 0..mr {
-                        let wv = cx.load(types::F32, wpc, ((t * CB + r) * 4) as i64);
-                        let wv = cx.b.ins().splat(types::F32X4, wv);
-                        for (h, xv) in xs.iter().enumerate() {
-                            let var = accs[r * nv + h];
-                            let a = cx.b.use_var(var);
-                            let s = cx.fma(wv, *xv, a);
-                            cx.b.def_var(var, s);
+        // Taps of `rows` for channels `ci0 + j`, j in 0..count.
+        let body = |cx: &mut Ctx, ci0: Value, count: usize| -> R<()> {
+            let xp0 = cx.index(rowp, ci0, hw * 4);
+            let wp0 = cx.index(bs.w, ci0, (taps * CB * 4) as i64);
+            for j in 0..count {
+                let xj = j as i64 * hw * 4;
+                let wj = (j * taps * CB * 4) as i64;
+                for &kh in rows {
+                    for kw in 0..gm.kw {
+                        let t = kh * gm.kw + kw;
+                        let mut xs = vec![];
+                        if let Some(half) = bs.half {
+                            let col = (kw % 2) * half + kw / 2;
+                            let base = ((kh * gm.dh * gm.w + col) * 4) as i64 + xj;
+                            for h in 0..nv {
+                                xs.push(cx.load(types::F32X4, xp0, base + (h * 16) as i64));
+                            }
+                        } else {
+                            let base = ((kh * gm.dh * gm.w + kw * gm.dw) * 4) as i64 + xj;
+                            for h in 0..nv {
+                                let off = base + (h * 4 * gm.sw) as i64 * 4;
+                                xs.push(load_strided(cx, xp0, off, gm.sw));
+                            }
+                        }
+                        for r in 0..mr {
+                            let wv = cx.load(types::F32, wp0, wj + ((t * CB + r) * 4) as i64);
+                            let wv = cx.b.ins().splat(types::F32X4, wv);
+                            for (h, xv) in xs.iter().enumerate() {
+                                let var = accs[r * nv + h];
+                                let a = cx.b.use_var(var);
+                                let s = cx.fma(wv, *xv, a);
+                                cx.b.def_var(var, s);
+                            }
                         }
                     }
                 }
             }
             Ok(())
+        };
+        let full = cpg / unroll;
+        cx.for_n(full, |cx, cb| {
+            let ci0 = cx.b.ins().imul_imm_s(cb, unroll as i64);
+            body(cx, ci0, unroll)
         })?;
+        if !cpg.is_multiple_of(unroll) {
+            let ci0 = cx.iconst((full * unroll) as i64);
+            body(cx, ci0, cpg % unroll)?;
+        }
     }
     let ohw = (gm.oh * gm.ow) as i64;
     let yrow = cx.index(bs.y, oh, (gm.ow * 4) as i64);

@@ -836,9 +836,16 @@ pub(crate) fn lower_model<M: Module + ?Sized>(
     if std::env::var_os("SMELT_PRINT_CLIF").is_some() {
         eprintln!("{}", ctx.func.display());
     }
+    let asm = std::env::var_os("SMELT_PRINT_ASM").is_some();
+    ctx.set_disasm(asm);
     module
         .define_function(func, &mut ctx)
         .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
+    if asm {
+        if let Some(c) = ctx.compiled_code() {
+            eprintln!("{}", c.vcode.as_deref().unwrap_or(""));
+        }
+    }
     let mut desc = DataDescription::new();
     let mut bytes = blob;
     if bytes.is_empty() {
