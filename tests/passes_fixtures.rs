@@ -196,8 +196,13 @@ fn light_models_fold_to_graphs_without_shape_constants_and_keep_their_outputs() 
 fn jit_runs_quantized_weights_like_tract() {
     for (name, dims, spec) in [
         ("digits_mlp", vec![1, 64], "fold,quantize"),
-        // Not yet: ("digits_cnn", .., "fold,quantize") needs a DequantizeLinear-fed Conv weight
-        // in the JIT, ("digits_mlp", .., "quantize(bits=4,block=32)") blocked scales.
+        ("digits_cnn", vec![1, 1, 8, 8], "fold,quantize"),
+        ("digits_mlp", vec![1, 64], "fold,quantize(bits=4,block=32)"),
+        (
+            "digits_cnn",
+            vec![1, 1, 8, 8],
+            "fold,quantize(bits=4,block=32)",
+        ),
     ] {
         let mut m = load(name);
         run_passes(&mut m, spec);
