@@ -369,6 +369,12 @@ fn jit_one(dir: &Path, t: &mut JitTally) {
         for op in ops {
             *t.unsupported.entry(op.to_string()).or_default() += 1;
         }
+        // `SMELT_JIT_WHY=Op` prints, for each test refused because of `Op`, the reasons.
+        if let Some(why) = std::env::var_os("SMELT_JIT_WHY") {
+            for u in unsupported.iter().filter(|u| why == u.op.as_str()) {
+                eprintln!("why {name}: {u}");
+            }
+        }
         if compiled.is_ok() {
             t.check_disagrees.push((
                 name,
