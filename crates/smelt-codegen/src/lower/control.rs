@@ -140,7 +140,15 @@ fn loop_body(g: &Graph, id: NodeId) -> Option<(&Graph, usize, usize)> {
 
 /// Why a `Loop` node cannot be lowered, if it cannot.
 pub(crate) fn check_loop(g: &Graph, id: NodeId) -> R<()> {
-    let (body, n, _) = loop_body(g, id).ok_or("the Loop body's inputs and outputs do not fit")?;
+    let (body, n, k) = loop_body(g, id).ok_or("the Loop body's inputs and outputs do not fit")?;
+    let trip = g.node_inputs(id).first().copied().flatten();
+    let trip_const = trip
+        .and_then(|v| g.const_value(v))
+        .and_then(|t| t.to_i64_vec())
+        .is_some_and(|v| v.len() == 1);
+    if k > 0 && !trip_const {
+        return Err("scan outputs need a constant trip count".into());
+    }
     let problems: Vec<String> = unsupported_nodes(body)
         .into_iter()
         .map(|u| format!("body: {u}"))

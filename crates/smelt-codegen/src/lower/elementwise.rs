@@ -36,6 +36,11 @@ fn cast_kind(d: DType) -> Option<u8> {
     })
 }
 
+/// Exponent dtypes Pow takes (with an f32 base): f32 and the integers.
+pub(crate) fn pow_exponent_supported(d: DType) -> bool {
+    d == DType::F32 || cast_kind(d).is_some_and(|k| k == 1 || k == 2)
+}
+
 /// Casts the backend performs.
 pub(crate) fn cast_supported(from: DType, to: DType) -> bool {
     cast_kind(from).is_some() && cast_kind(to).is_some()
@@ -469,14 +474,18 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     let one = cx.fconst(l, 1.0);
                     Ok(cx.b.ins().fdiv(one, a[0]))
                 }),
-                _ => {
-                    if y.dtype != DType::F32 {
-                        return Err("Pow with a non-f32 exponent is not supported".into());
-                    }
-                    map(cx, io, &out, &[&x, &y], &|cx, l, a| {
-                        Ok(math::pow(cx, l, a[0], a[1]))
+                _ if y.dtype == DType::F32 => map(cx, io, &out, &[&x, &y], &|cx, l, a| {
+                    Ok(math::pow(cx, l, a[0], a[1]))
+                }),
+                _ if pow_exponent_supported(y.dtype) => {
+                    // An integer exponent, converted to f32 as ONNX's reference does.
+                    let ydt = y.dtype;
+                    map_scalar(cx, io, &out, &[&x, &y], &move |cx, _, a| {
+                        let e = cast(cx, a[1], ydt, DType::F32)?;
+                        Ok(math::pow(cx, Lanes::One, a[0], e))
                     })
                 }
+                _ => Err(format!("Pow with a {} exponent is not supported", y.dtype)),
             }
         }
         Op::PRelu(_) => {

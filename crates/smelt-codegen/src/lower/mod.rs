@@ -512,8 +512,15 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::HardSigmoid(_)
         | Op::HardSwish(_)
         | Op::Gelu(_)
-        | Op::PRelu(_)
-        | Op::Pow(_) => f32_in(),
+        | Op::PRelu(_) => f32_in(),
+        Op::Pow(_) => {
+            f32_in()?;
+            match dt(1) {
+                Some(d) if elementwise::pow_exponent_supported(d) => Ok(()),
+                Some(d) => Err(format!("Pow with a {d} exponent is not supported")),
+                None => Err("Pow's exponent has no known dtype".into()),
+            }
+        }
         Op::Neg(_) | Op::Abs(_) | Op::Sign(_) => elementwise::check_numeric(dt(0)),
         Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => elementwise::check_numeric(dt(0)),
         Op::Min(_) | Op::Max(_) | Op::Sum(_) | Op::Mean(_) => elementwise::check_numeric(dt(0)),
