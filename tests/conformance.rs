@@ -449,3 +449,38 @@ fn onnx_node_tests_on_the_jit() {
         t.check_disagrees
     );
 }
+
+/// A Loop whose scan output's static shape fixes its iteration count (the expanded Range
+/// node test: `[2]` for start 1, limit 5, delta 2) runs natively; inputs that would need
+/// another number of iterations stop with a non-zero status, never a wrong or partial answer.
+#[test]
+fn jit_loop_with_a_run_time_trip_count_guards_its_scan_outputs() {
+    let Some(shared) = common::shared() else {
+        eprintln!("skipped: ../shared/onnx-node-tests is absent");
+        return;
+    };
+    let dir = shared.join("onnx-node-tests/test_range_float_type_positive_delta_expanded");
+    let m = smelt_onnx::load_model(&dir.join("model.onnx")).unwrap();
+    let (inputs, expected) = common::read_test_data(&dir.join("test_data_set_0")).unwrap();
+    let shapes: Vec<(String, Vec<usize>)> = m
+        .graph
+        .inputs()
+        .iter()
+        .zip(&inputs)
+        .map(|(v, x)| (m.graph.value(*v).name.clone(), x.dims().to_vec()))
+        .collect();
+    let opts = smelt::codegen::jit::Options {
+        input_shapes: shapes,
+        ..Default::default()
+    };
+    let mut cm = smelt::compile_jit(&m, &opts).unwrap();
+    let views: Vec<_> = inputs.iter().map(|t| t.into()).collect();
+    check(cm.run(&views).map_err(|e| e.to_string()), &expected).unwrap();
+    // Limit 9 needs 4 iterations (too many), limit 2 one (too few): both are refused.
+    for limit in [9.0f32, 2.0] {
+        let l = Tensor::scalar(limit);
+        let views = vec![(&inputs[0]).into(), (&l).into(), (&inputs[2]).into()];
+        let r = cm.run(&views);
+        assert!(r.is_err(), "limit {limit}: {r:?}");
+    }
+}
