@@ -484,3 +484,34 @@ fn jit_loop_with_a_run_time_trip_count_guards_its_scan_outputs() {
         assert!(r.is_err(), "limit {limit}: {r:?}");
     }
 }
+
+/// An LSTM whose `sequence_lens` is a run-time input runs when every length is the full
+/// sequence (the peephole node test) and stops with a non-zero status otherwise.
+#[test]
+fn jit_lstm_checks_run_time_sequence_lens() {
+    let Some(shared) = common::shared() else {
+        eprintln!("skipped: ../shared/onnx-node-tests is absent");
+        return;
+    };
+    let dir = shared.join("onnx-node-tests/test_lstm_with_peepholes");
+    let m = smelt_onnx::load_model(&dir.join("model.onnx")).unwrap();
+    let (inputs, expected) = common::read_test_data(&dir.join("test_data_set_0")).unwrap();
+    let shapes: Vec<(String, Vec<usize>)> = m
+        .graph
+        .inputs()
+        .iter()
+        .zip(&inputs)
+        .map(|(v, x)| (m.graph.value(*v).name.clone(), x.dims().to_vec()))
+        .collect();
+    let opts = smelt::codegen::jit::Options {
+        input_shapes: shapes,
+        ..Default::default()
+    };
+    let mut cm = smelt::compile_jit(&m, &opts).unwrap();
+    let views: Vec<_> = inputs.iter().map(|t| t.into()).collect();
+    check(cm.run(&views).map_err(|e| e.to_string()), &expected).unwrap();
+    let short = Tensor::from_vec(inputs[4].dims().to_vec(), &[1i32, 0]).unwrap();
+    let mut views: Vec<_> = inputs.iter().map(|t| t.into()).collect();
+    views[4] = (&short).into();
+    assert!(cm.run(&views).is_err());
+}

@@ -7,10 +7,12 @@
 //! pass over the hidden units, four at a time, applies the gate activations and updates the
 //! states in the node's arena scratch. Layouts 0 (`[seq, batch, ...]`) and 1 (batch first); W, R,
 //! B and P constant (packed at compile time) or run-time inputs (read in place); `sequence_lens`
-//! only when constant and equal to the sequence length; activations Sigmoid, Tanh and Relu.
+//! only when equal to the sequence length (checked at run time when not constant: status 1
+//! otherwise); activations Sigmoid, Tanh and Relu.
 
 use super::matmul::{emit, pack_b, BSrc, Epilogue, Gemm};
 use super::{math, Ctx, Lanes, NodeIo, R};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use smelt_ir::{Graph, NodeId, Op};
 
@@ -162,12 +164,14 @@ fn spec(g: &Graph, id: NodeId) -> R<Spec> {
         }
     }
     if let Some(v) = ins.get(4).copied().flatten() {
-        let lens = g
-            .const_value(v)
-            .and_then(|t| t.to_i64_vec())
-            .ok_or("sequence_lens must be constant")?;
-        if lens.iter().any(|l| *l != x[0] as i64) {
-            return Err("sequence_lens shorter than the sequence are not supported".into());
+        match g.const_value(v).and_then(|t| t.to_i64_vec()) {
+            Some(lens) if lens.iter().any(|l| *l != x[0] as i64) => {
+                return Err("sequence_lens shorter than the sequence are not supported".into());
+            }
+            Some(_) => {}
+            // Checked at run time: a length other than the sequence's is a caught bad state.
+            None if g.value_type(v).dtype() == Some(smelt_ir::DType::I32) => {}
+            None => return Err("sequence_lens must be int32".into()),
         }
     }
     Ok(Spec {
@@ -262,6 +266,29 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let peep_rt = if peep.is_none() { rt(cx, 7)? } else { None };
     if (w.is_none() && w_rt.is_none()) || (r.is_none() && r_rt.is_none()) {
         return Err("W and R must be f32".into());
+    }
+    if io.opt_input(4).is_some() && io.konst(4).is_none() {
+        // Run-time sequence lengths must all be the full sequence (status 1 otherwise).
+        let lens = rt(cx, 4)?.ok_or("sequence_lens is missing")?;
+        let fail = cx.b.create_block();
+        cx.for_n(b, |cx, bi| {
+            let a = cx.index(lens, bi, 4);
+            let l = cx.load(types::I32, a, 0);
+            let bad = cx.b.ins().icmp_imm(IntCC::NotEqual, l, seq as i64);
+            let ok = cx.b.create_block();
+            cx.b.ins().brif(bad, fail, &[], ok, &[]);
+            cx.b.seal_block(ok);
+            cx.b.switch_to_block(ok);
+            Ok(())
+        })?;
+        let cont = cx.b.create_block();
+        cx.b.ins().jump(cont, &[]);
+        cx.b.seal_block(fail);
+        cx.b.switch_to_block(fail);
+        let code = cx.b.ins().iconst(types::I32, 1);
+        cx.b.ins().return_(&[code]);
+        cx.b.seal_block(cont);
+        cx.b.switch_to_block(cont);
     }
     let x = io.input(0)?;
     let xp = cx.addr(io.g, x)?;
