@@ -274,7 +274,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         cx.for_n(b, |cx, bi| {
             let a = cx.index(lens, bi, 4);
             let l = cx.load(types::I32, a, 0);
-            let bad = cx.b.ins().icmp_imm(IntCC::NotEqual, l, seq as i64);
+            let bad = cx.b.ins().icmp_imm_s(IntCC::NotEqual, l, seq as i64);
             let ok = cx.b.create_block();
             cx.b.ins().brif(bad, fail, &[], ok, &[]);
             cx.b.seal_block(ok);
