@@ -25,6 +25,19 @@ pub(crate) fn check_numeric(d: Option<DType>) -> R<()> {
     }
 }
 
+/// Dtypes of Add, Sub, Mul, Div and the comparisons: f32, f64 and the 8- to 64-bit integers.
+pub(crate) fn check_arith(d: Option<DType>) -> R<()> {
+    match d {
+        Some(DType::F32 | DType::F64)
+        | Some(DType::I8 | DType::I16 | DType::I32 | DType::I64)
+        | Some(DType::U8 | DType::U16 | DType::U32 | DType::U64) => Ok(()),
+        Some(d) => Err(format!(
+            "{d} tensors are not supported (f32, f64, 8- to 64-bit integers)"
+        )),
+        None => Err("input 0 has no known dtype".into()),
+    }
+}
+
 fn cast_kind(d: DType) -> Option<u8> {
     // 0: float, 1: signed int, 2: unsigned int, 3: bool
     Some(match d {
@@ -251,7 +264,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let out = io.output(0)?.clone();
     let x = io.input(0)?.clone();
     let dt = x.dtype;
-    let float = dt == DType::F32;
+    let float = matches!(dt, DType::F32 | DType::F64);
     let signed = matches!(dt, DType::I32 | DType::I64 | DType::I8 | DType::I16);
     let un = |cx: &mut Ctx, f: &Body| map(cx, io, &out, &[&x], f);
     match io.op() {
@@ -512,6 +525,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     Op::LessOrEqual(_) => (FloatCC::LessThanOrEqual, IntCC::SignedLessThanOrEqual),
                     _ => (FloatCC::GreaterThanOrEqual, IntCC::SignedGreaterThanOrEqual),
                 };
+                let ic = if signed { ic } else { ic.unsigned() };
                 Ok(if is_float(cx, a[0]) {
                     cx.b.ins().fcmp(fc, a[0], a[1])
                 } else {
@@ -638,7 +652,7 @@ fn safe_div(cx: &mut Ctx, a: Value, b: Option<Value>, k: i64) -> Value {
     cx.b.ins().select(is_zero, zero, q)
 }
 
-fn arith(cx: &mut Ctx, op: &Op, a: Value, b: Value, float: bool, _signed: bool) -> R<Value> {
+fn arith(cx: &mut Ctx, op: &Op, a: Value, b: Value, float: bool, signed: bool) -> R<Value> {
     Ok(match (op, float) {
         (Op::Add(_), true) => cx.b.ins().fadd(a, b),
         (Op::Sub(_), true) => cx.b.ins().fsub(a, b),
@@ -647,7 +661,17 @@ fn arith(cx: &mut Ctx, op: &Op, a: Value, b: Value, float: bool, _signed: bool) 
         (Op::Add(_), false) => cx.b.ins().iadd(a, b),
         (Op::Sub(_), false) => cx.b.ins().isub(a, b),
         (Op::Mul(_), false) => cx.b.ins().imul(a, b),
-        (Op::Div(_), false) => safe_div(cx, a, Some(b), 0),
+        (Op::Div(_), false) if signed => safe_div(cx, a, Some(b), 0),
+        (Op::Div(_), false) => {
+            // Unsigned: division by zero yields 0.
+            let ty = cx.b.func.dfg.value_type(a);
+            let zero = cx.b.ins().iconst(ty, 0);
+            let one = cx.b.ins().iconst(ty, 1);
+            let is_zero = cx.b.ins().icmp(IntCC::Equal, b, zero);
+            let safe_b = cx.b.ins().select(is_zero, one, b);
+            let q = cx.b.ins().udiv(a, safe_b);
+            cx.b.ins().select(is_zero, zero, q)
+        }
         (op, _) => return Err(format!("{} is not arithmetic", op.op_type())),
     })
 }

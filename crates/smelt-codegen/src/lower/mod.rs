@@ -522,7 +522,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             }
         }
         Op::Neg(_) | Op::Abs(_) | Op::Sign(_) => elementwise::check_numeric(dt(0)),
-        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => elementwise::check_numeric(dt(0)),
+        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => elementwise::check_arith(dt(0)),
         Op::Min(_) | Op::Max(_) | Op::Sum(_) | Op::Mean(_) => elementwise::check_numeric(dt(0)),
         Op::Clip(_) => {
             elementwise::check_numeric(dt(0))?;
@@ -533,7 +533,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::Less(_)
         | Op::Greater(_)
         | Op::LessOrEqual(_)
-        | Op::GreaterOrEqual(_) => elementwise::check_numeric(dt(0)),
+        | Op::GreaterOrEqual(_) => elementwise::check_arith(dt(0)),
         Op::And(_) | Op::Or(_) | Op::Xor(_) | Op::Not(_) => match dt(0) {
             Some(DType::Bool) => Ok(()),
             _ => Err("logical ops take bool tensors".into()),
