@@ -25,6 +25,14 @@ pub(crate) fn check_numeric(d: Option<DType>) -> R<()> {
     }
 }
 
+/// Dtypes of Mod and Clip: f32 and the 8- to 64-bit integers.
+pub(crate) fn check_int_or_f32(d: Option<DType>) -> R<()> {
+    match d {
+        Some(DType::F64) => Err("f64 tensors are not supported (f32, integers)".into()),
+        d => check_arith(d),
+    }
+}
+
 /// Dtypes of Add, Sub, Mul, Div and the comparisons: f32, f64 and the 8- to 64-bit integers.
 pub(crate) fn check_arith(d: Option<DType>) -> R<()> {
     match d {
@@ -421,6 +429,16 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             } else {
                 None
             };
+            // Integer bounds exactly (a u64 or i64 bound does not survive f64).
+            let int_bound = |i: usize| {
+                io.konst(i)
+                    .and_then(|t| t.to_i64_vec())
+                    .and_then(|v| v.first().copied())
+            };
+            let (ilo, ihi) = (int_bound(1), int_bound(2));
+            if !float && (lo.is_some() != ilo.is_some() || hi.is_some() != ihi.is_some()) {
+                return Err("Clip's bounds must be integer constants".into());
+            }
             un(cx, &move |cx, l, a| {
                 let mut v = a[0];
                 if float {
@@ -434,13 +452,21 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     }
                 } else {
                     let ty = cx.b.func.dfg.value_type(v);
-                    if let Some(lo) = lo {
-                        let c = cx.b.ins().iconst(ty, lo as i64);
-                        v = cx.b.ins().smax(v, c);
+                    if let Some(lo) = ilo {
+                        let c = cx.b.ins().iconst(ty, lo);
+                        v = if signed {
+                            cx.b.ins().smax(v, c)
+                        } else {
+                            cx.b.ins().umax(v, c)
+                        };
                     }
-                    if let Some(hi) = hi {
-                        let c = cx.b.ins().iconst(ty, hi as i64);
-                        v = cx.b.ins().smin(v, c);
+                    if let Some(hi) = ihi {
+                        let c = cx.b.ins().iconst(ty, hi);
+                        v = if signed {
+                            cx.b.ins().smin(v, c)
+                        } else {
+                            cx.b.ins().umin(v, c)
+                        };
                     }
                 }
                 Ok(v)
@@ -468,8 +494,10 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             map_scalar(cx, io, &out, &[&x, &y], &move |cx, _, a| {
                 Ok(if float {
                     float_mod(cx, a[0], a[1], fmod)
-                } else {
+                } else if signed {
                     int_mod(cx, a[0], a[1], fmod)
+                } else {
+                    uint_mod(cx, a[0], a[1])
                 })
             })
         }
@@ -563,8 +591,10 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     acc = match (&op, float) {
                         (Op::Min(_), true) => cx.b.ins().fmin(acc, *v),
                         (Op::Max(_), true) => cx.b.ins().fmax(acc, *v),
-                        (Op::Min(_), false) => cx.b.ins().smin(acc, *v),
-                        (Op::Max(_), false) => cx.b.ins().smax(acc, *v),
+                        (Op::Min(_), false) if signed => cx.b.ins().smin(acc, *v),
+                        (Op::Max(_), false) if signed => cx.b.ins().smax(acc, *v),
+                        (Op::Min(_), false) => cx.b.ins().umin(acc, *v),
+                        (Op::Max(_), false) => cx.b.ins().umax(acc, *v),
                         (_, true) => cx.b.ins().fadd(acc, *v),
                         (_, false) => cx.b.ins().iadd(acc, *v),
                     };
@@ -631,6 +661,17 @@ fn int_mod(cx: &mut Ctx, a: Value, b: Value, fmod: bool) -> Value {
     let fix = cx.b.ins().band(differ, nz);
     let rb = cx.b.ins().iadd(r, b);
     cx.b.ins().select(fix, rb, r)
+}
+
+/// Unsigned remainder (both Mod conventions agree); a zero divisor gives 0.
+fn uint_mod(cx: &mut Ctx, a: Value, b: Value) -> Value {
+    let ty = cx.b.func.dfg.value_type(a);
+    let zero = cx.b.ins().iconst(ty, 0);
+    let one = cx.b.ins().iconst(ty, 1);
+    let is_zero = cx.b.ins().icmp(IntCC::Equal, b, zero);
+    let sb = cx.b.ins().select(is_zero, one, b);
+    let r = cx.b.ins().urem(a, sb);
+    cx.b.ins().select(is_zero, zero, r)
 }
 
 /// Integer division that never traps: a zero divisor gives 0 and `MIN / -1` wraps.

@@ -523,9 +523,10 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         }
         Op::Neg(_) | Op::Abs(_) | Op::Sign(_) => elementwise::check_numeric(dt(0)),
         Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => elementwise::check_arith(dt(0)),
-        Op::Min(_) | Op::Max(_) | Op::Sum(_) | Op::Mean(_) => elementwise::check_numeric(dt(0)),
+        Op::Min(_) | Op::Max(_) => elementwise::check_arith(dt(0)),
+        Op::Sum(_) | Op::Mean(_) => elementwise::check_numeric(dt(0)),
         Op::Clip(_) => {
-            elementwise::check_numeric(dt(0))?;
+            elementwise::check_int_or_f32(dt(0))?;
             const_in(1, "Clip's min")?;
             const_in(2, "Clip's max")
         }
@@ -568,7 +569,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
                 },
             }
         }
-        Op::Mod(_) => elementwise::check_numeric(dt(0)),
+        Op::Mod(_) => elementwise::check_int_or_f32(dt(0)),
         Op::Sin(_) | Op::Cos(_) => f32_in(),
         Op::Gemm(_) | Op::MatMul(_) => f32_in(),
         Op::Conv(_) => {
