@@ -448,6 +448,17 @@ fn onnx_node_tests_on_the_jit() {
         "smelt check disagrees with compilation: {:?}",
         t.check_disagrees
     );
+    assert!(
+        t.compile_refused.is_empty(),
+        "check found nothing but compilation refused: {:?}",
+        t.compile_refused
+    );
+    // A test the JIT compiles must give the suite's answer: a wrong answer is a bug.
+    assert!(
+        t.failed.is_empty(),
+        "wrong answers on the JIT: {:?}",
+        t.failed
+    );
 }
 
 /// A Loop whose scan output's static shape fixes its iteration count (the expanded Range
