@@ -457,3 +457,20 @@ fn scale_index(dims: &[usize], sdims: &[usize], axis: i64, block: i64) -> Option
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod dq_tests {
+    //! The scale lookup of folded `DequantizeLinear`.
+    use super::*;
+
+    /// Blocks of 32 along axis 1 of a `[4, 64]` weight: two scales a row.
+    #[test]
+    fn blocked_scale_index() {
+        let idx = scale_index(&[4, 64], &[4, 2], 1, 32).unwrap();
+        assert_eq!(idx[0], 0);
+        assert_eq!(idx[32], 1);
+        assert_eq!(idx[64], 2);
+        let x = Tensor::from_i64s(DType::I4, vec![4, 64], &vec![3; 256]).unwrap();
+        assert_eq!(x.to_i64_vec().unwrap().len(), 256);
+    }
+}

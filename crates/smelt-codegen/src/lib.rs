@@ -48,6 +48,13 @@ pub fn plan(g: &smelt_ir::Graph, opts: &jit::Options) -> Result<plan::MemoryPlan
 pub fn check(g: &smelt_ir::Graph) -> Vec<Unsupported> {
     match bind::bind(g, &[]) {
         Ok(bound) => lower::unsupported_nodes(&bound),
-        Err(_) => lower::unsupported_nodes(g),
+        Err(_) => {
+            // Dims bound only at compile time: fold what binding folds regardless of them
+            // (DequantizeLinear of constants, constant shape arithmetic), so that a quantized
+            // Conv weight is judged as compilation will see it.
+            let mut g = g.clone();
+            fold::fold_shapes(&mut g);
+            lower::unsupported_nodes(&g)
+        }
     }
 }
