@@ -369,6 +369,12 @@ fn jit_one(dir: &Path, t: &mut JitTally) {
         for op in ops {
             *t.unsupported.entry(op.to_string()).or_default() += 1;
         }
+        // `SMELT_JIT_WHY=Op` prints, for each test refused because of `Op`, the reasons.
+        if let Some(why) = std::env::var_os("SMELT_JIT_WHY") {
+            for u in unsupported.iter().filter(|u| why == u.op.as_str()) {
+                eprintln!("why {name}: {u}");
+            }
+        }
         if compiled.is_ok() {
             t.check_disagrees.push((
                 name,
@@ -442,4 +448,81 @@ fn onnx_node_tests_on_the_jit() {
         "smelt check disagrees with compilation: {:?}",
         t.check_disagrees
     );
+    assert!(
+        t.compile_refused.is_empty(),
+        "check found nothing but compilation refused: {:?}",
+        t.compile_refused
+    );
+    // A test the JIT compiles must give the suite's answer: a wrong answer is a bug.
+    assert!(
+        t.failed.is_empty(),
+        "wrong answers on the JIT: {:?}",
+        t.failed
+    );
+}
+
+/// A Loop whose scan output's static shape fixes its iteration count (the expanded Range
+/// node test: `[2]` for start 1, limit 5, delta 2) runs natively; inputs that would need
+/// another number of iterations stop with a non-zero status, never a wrong or partial answer.
+#[test]
+fn jit_loop_with_a_run_time_trip_count_guards_its_scan_outputs() {
+    let Some(shared) = common::shared() else {
+        eprintln!("skipped: ../shared/onnx-node-tests is absent");
+        return;
+    };
+    let dir = shared.join("onnx-node-tests/test_range_float_type_positive_delta_expanded");
+    let m = smelt_onnx::load_model(&dir.join("model.onnx")).unwrap();
+    let (inputs, expected) = common::read_test_data(&dir.join("test_data_set_0")).unwrap();
+    let shapes: Vec<(String, Vec<usize>)> = m
+        .graph
+        .inputs()
+        .iter()
+        .zip(&inputs)
+        .map(|(v, x)| (m.graph.value(*v).name.clone(), x.dims().to_vec()))
+        .collect();
+    let opts = smelt::codegen::jit::Options {
+        input_shapes: shapes,
+        ..Default::default()
+    };
+    let mut cm = smelt::compile_jit(&m, &opts).unwrap();
+    let views: Vec<_> = inputs.iter().map(|t| t.into()).collect();
+    check(cm.run(&views).map_err(|e| e.to_string()), &expected).unwrap();
+    // Limit 9 needs 4 iterations (too many), limit 2 one (too few): both are refused.
+    for limit in [9.0f32, 2.0] {
+        let l = Tensor::scalar(limit);
+        let views = vec![(&inputs[0]).into(), (&l).into(), (&inputs[2]).into()];
+        let r = cm.run(&views);
+        assert!(r.is_err(), "limit {limit}: {r:?}");
+    }
+}
+
+/// An LSTM whose `sequence_lens` is a run-time input runs when every length is the full
+/// sequence (the peephole node test) and stops with a non-zero status otherwise.
+#[test]
+fn jit_lstm_checks_run_time_sequence_lens() {
+    let Some(shared) = common::shared() else {
+        eprintln!("skipped: ../shared/onnx-node-tests is absent");
+        return;
+    };
+    let dir = shared.join("onnx-node-tests/test_lstm_with_peepholes");
+    let m = smelt_onnx::load_model(&dir.join("model.onnx")).unwrap();
+    let (inputs, expected) = common::read_test_data(&dir.join("test_data_set_0")).unwrap();
+    let shapes: Vec<(String, Vec<usize>)> = m
+        .graph
+        .inputs()
+        .iter()
+        .zip(&inputs)
+        .map(|(v, x)| (m.graph.value(*v).name.clone(), x.dims().to_vec()))
+        .collect();
+    let opts = smelt::codegen::jit::Options {
+        input_shapes: shapes,
+        ..Default::default()
+    };
+    let mut cm = smelt::compile_jit(&m, &opts).unwrap();
+    let views: Vec<_> = inputs.iter().map(|t| t.into()).collect();
+    check(cm.run(&views).map_err(|e| e.to_string()), &expected).unwrap();
+    let short = Tensor::from_vec(inputs[4].dims().to_vec(), &[1i32, 0]).unwrap();
+    let mut views: Vec<_> = inputs.iter().map(|t| t.into()).collect();
+    views[4] = (&short).into();
+    assert!(cm.run(&views).is_err());
 }

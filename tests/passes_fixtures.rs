@@ -196,8 +196,13 @@ fn light_models_fold_to_graphs_without_shape_constants_and_keep_their_outputs() 
 fn jit_runs_quantized_weights_like_tract() {
     for (name, dims, spec) in [
         ("digits_mlp", vec![1, 64], "fold,quantize"),
-        // Not yet: ("digits_cnn", .., "fold,quantize") needs a DequantizeLinear-fed Conv weight
-        // in the JIT, ("digits_mlp", .., "quantize(bits=4,block=32)") blocked scales.
+        ("digits_cnn", vec![1, 1, 8, 8], "fold,quantize"),
+        ("digits_mlp", vec![1, 64], "fold,quantize(bits=4,block=32)"),
+        (
+            "digits_cnn",
+            vec![1, 1, 8, 8],
+            "fold,quantize(bits=4,block=32)",
+        ),
     ] {
         let mut m = load(name);
         run_passes(&mut m, spec);
@@ -206,6 +211,29 @@ fn jit_runs_quantized_weights_like_tract() {
             input_shapes: vec![("input".into(), dims.clone())],
             ..Default::default()
         };
+        let refused = smelt::check_native(&m);
+        assert!(
+            refused.is_empty(),
+            "{name} {spec}: check refuses {refused:?}"
+        );
+        // With a symbolic batch (bound only at compile time), check and compilation agree too.
+        let mut sym = m.clone();
+        let input = sym.graph.inputs()[0];
+        let mut shape = vec![smelt_ir::Dim::Sym("batch".into())];
+        shape.extend(dims[1..].iter().map(|d| smelt_ir::Dim::Known(*d as u64)));
+        sym.graph.set_value_type(
+            input,
+            smelt_ir::Type::Tensor(smelt_ir::TensorType {
+                dtype: Some(smelt_ir::DType::F32),
+                shape: Some(shape),
+            }),
+        );
+        let refused = smelt::check_native(&sym);
+        assert!(
+            refused.is_empty(),
+            "{name} {spec}, batch: check refuses {refused:?}"
+        );
+        smelt::compile_jit(&sym, &opts).unwrap_or_else(|e| panic!("{name} {spec}, batch: {e}"));
         let mut cm = smelt::compile_jit(&m, &opts).unwrap_or_else(|e| panic!("{name} {spec}: {e}"));
         let mut reference = m.clone();
         if spec.contains("bits=4") {

@@ -344,6 +344,7 @@ fn try_fold(g: &Graph, id: NodeId) -> Option<Tensor> {
                 None => Tensor::zeros(DType::F32, dims).ok(),
             }
         }
+        Op::DequantizeLinear(q) => dequantize_const(g, &ins, q),
         op if foldable(op) => {
             let ty = g.value_type(out);
             let dtype = ty.dtype()?;
@@ -376,5 +377,100 @@ fn try_fold(g: &Graph, id: NodeId) -> Option<Tensor> {
             }
         }
         _ => None,
+    }
+}
+
+/// `DequantizeLinear` of an integer constant (per tensor, per axis or blocked, packed int4
+/// included) as an f32 constant, computed as the lowering and ONNX do: `(x - zp) * scale` in
+/// f32. A weight so folded is then an ordinary constant for the kernels that need one (Conv).
+fn dequantize_const(
+    g: &Graph,
+    ins: &[Option<ValueId>],
+    q: &smelt_ir::ops::DequantizeLinear,
+) -> Option<Tensor> {
+    let c = |i: usize| ins.get(i).copied().flatten().and_then(|v| g.const_value(v));
+    let x = c(0)?;
+    let scale = c(1)?;
+    let zp = match ins.get(2).copied().flatten() {
+        Some(v) => Some(g.const_value(v)?),
+        None => None,
+    };
+    let out_f32 =
+        q.output_dtype == 0 || DType::from_code(q.output_dtype as i32) == Some(DType::F32);
+    if !x.dtype().is_int() || scale.dtype() != DType::F32 || !out_f32 {
+        return None;
+    }
+    let dims = x.dims().to_vec();
+    let idx = scale_index(&dims, scale.dims(), q.axis, q.block_size)?;
+    let xs = x.to_i64_vec()?;
+    let ss = scale.to_f32_vec()?;
+    let zs = match zp {
+        Some(z) if z.dims() == scale.dims() || z.len() == ss.len() => z.to_i64_vec()?,
+        Some(_) => return None,
+        None => vec![0; ss.len()],
+    };
+    if zs.len() != ss.len() || idx.iter().any(|i| *i >= ss.len()) {
+        return None;
+    }
+    let v: Vec<f32> = xs
+        .iter()
+        .zip(&idx)
+        .map(|(xv, i)| (*xv as f32 - zs[*i] as f32) * ss[*i])
+        .collect();
+    Tensor::from_vec(dims, &v).ok()
+}
+
+/// For each element of a tensor of `dims`, the index of its scale: one scale, one per index
+/// of `axis` (1-D scale), or one per block of `block` along `axis` (scale of `dims` with that
+/// dim divided, rounded up).
+fn scale_index(dims: &[usize], sdims: &[usize], axis: i64, block: i64) -> Option<Vec<usize>> {
+    let n = element_count(dims)?;
+    let sn: usize = sdims.iter().product();
+    if block <= 0 && sn == 1 && sdims.len() <= 1 {
+        return Some(vec![0; n]);
+    }
+    let a = norm_axis(axis, dims.len())?;
+    let st = strides(dims);
+    if block <= 0 {
+        if sdims.len() != 1 || sdims[0] != dims[a] {
+            return None;
+        }
+        return Some((0..n).map(|i| (i / st[a]) % dims[a]).collect());
+    }
+    let b = block as usize;
+    let mut sd = dims.to_vec();
+    sd[a] = dims[a].div_ceil(b);
+    if sdims != sd.as_slice() {
+        return None;
+    }
+    let sst = strides(&sd);
+    Some(
+        (0..n)
+            .map(|i| {
+                (0..dims.len())
+                    .map(|k| {
+                        let c = (i / st[k]) % dims[k];
+                        (if k == a { c / b } else { c }) * sst[k]
+                    })
+                    .sum()
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod dq_tests {
+    //! The scale lookup of folded `DequantizeLinear`.
+    use super::*;
+
+    /// Blocks of 32 along axis 1 of a `[4, 64]` weight: two scales a row.
+    #[test]
+    fn blocked_scale_index() {
+        let idx = scale_index(&[4, 64], &[4, 2], 1, 32).unwrap();
+        assert_eq!(idx[0], 0);
+        assert_eq!(idx[32], 1);
+        assert_eq!(idx[64], 2);
+        let x = Tensor::from_i64s(DType::I4, vec![4, 64], &vec![3; 256]).unwrap();
+        assert_eq!(x.to_i64_vec().unwrap().len(), 256);
     }
 }

@@ -23,7 +23,11 @@
 //! - a node the backend cannot lower stops compilation with [`CodegenError::Unsupported`],
 //!   which lists every such node at once; [`check`] gives the same list without compiling;
 //! - nothing a model contains can make the compiler or the generated code panic or trap:
-//!   indices are clamped, integer division by zero yields 0.
+//!   indices are clamped, integer division by zero yields 0;
+//! - a run-time value the static shapes cannot honour (a Loop that would run another number of
+//!   iterations than its scan outputs hold, an LSTM/GRU `sequence_lens` shorter than the
+//!   sequence) makes the function return status 1 ([`CodegenError::Status`] from the JIT)
+//!   instead of a wrong or partial answer.
 
 pub mod bind;
 pub mod error;
@@ -48,6 +52,13 @@ pub fn plan(g: &smelt_ir::Graph, opts: &jit::Options) -> Result<plan::MemoryPlan
 pub fn check(g: &smelt_ir::Graph) -> Vec<Unsupported> {
     match bind::bind(g, &[]) {
         Ok(bound) => lower::unsupported_nodes(&bound),
-        Err(_) => lower::unsupported_nodes(g),
+        Err(_) => {
+            // Dims bound only at compile time: fold what binding folds regardless of them
+            // (DequantizeLinear of constants, constant shape arithmetic), so that a quantized
+            // Conv weight is judged as compilation will see it.
+            let mut g = g.clone();
+            fold::fold_shapes(&mut g);
+            lower::unsupported_nodes(&g)
+        }
     }
 }

@@ -85,16 +85,16 @@ pub fn compare(actual: &Tensor, expected: &Tensor, tol: Tolerance) -> Comparison
     };
     c.count = a.len();
     for (x, y) in a.iter().zip(&b) {
-        if x.is_nan() && y.is_nan() {
+        // Equal values (infinities of the same sign included) and NaN against NaN agree.
+        if x == y || (x.is_nan() && y.is_nan()) {
             continue;
         }
         let d = (x - y).abs();
-        if d.is_nan() {
+        // Unequal values where either is NaN or infinite never agree (a tolerance scaled by
+        // an infinite expected value would accept anything).
+        if d.is_nan() || !x.is_finite() || !y.is_finite() {
             c.mismatches += 1;
             c.max_abs = f64::INFINITY;
-            continue;
-        }
-        if x == y {
             continue;
         }
         c.max_abs = c.max_abs.max(d);
@@ -161,5 +161,15 @@ mod tests {
             .mismatches,
             1
         );
+    }
+
+    #[test]
+    fn equal_infinities_agree_and_opposite_ones_do_not() {
+        let a =
+            Tensor::from_vec(vec![4], &[f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1.0]).unwrap();
+        let b = Tensor::from_vec(vec![4], &[f32::INFINITY, f32::INFINITY, f32::NAN, 1.0]).unwrap();
+        let c = compare(&a, &b, Tolerance::EXACT);
+        assert_eq!(c.mismatches, 1);
+        assert_eq!(compare(&a, &a, Tolerance::EXACT).mismatches, 0);
     }
 }

@@ -138,9 +138,37 @@ fn loop_body(g: &Graph, id: NodeId) -> Option<(&Graph, usize, usize)> {
     }
 }
 
+/// The iteration count the static shapes of a Loop's scan outputs imply (all must agree).
+fn scan_count(g: &Graph, id: NodeId) -> Option<usize> {
+    let (body, n, k) = loop_body(g, id)?;
+    let node = g.node(id);
+    let mut m = None;
+    for j in 0..k {
+        let o = node.outputs.get(n + j)?;
+        let dims = o.ty.static_dims()?;
+        let slice = body.value_type(body.outputs()[1 + n + j]).static_dims()?;
+        if dims.len() != slice.len() + 1 || dims[1..] != slice[..] {
+            return None;
+        }
+        if m.is_some_and(|m| m != dims[0]) {
+            return None;
+        }
+        m = Some(dims[0]);
+    }
+    m
+}
+
 /// Why a `Loop` node cannot be lowered, if it cannot.
 pub(crate) fn check_loop(g: &Graph, id: NodeId) -> R<()> {
-    let (body, n, _) = loop_body(g, id).ok_or("the Loop body's inputs and outputs do not fit")?;
+    let (body, n, k) = loop_body(g, id).ok_or("the Loop body's inputs and outputs do not fit")?;
+    let trip = g.node_inputs(id).first().copied().flatten();
+    let trip_const = trip
+        .and_then(|v| g.const_value(v))
+        .and_then(|t| t.to_i64_vec())
+        .is_some_and(|v| v.len() == 1);
+    if k > 0 && !trip_const && scan_count(g, id).is_none() {
+        return Err("scan outputs need a constant trip count or static shapes".into());
+    }
     let problems: Vec<String> = unsupported_nodes(body)
         .into_iter()
         .map(|u| format!("body: {u}"))
@@ -264,15 +292,29 @@ pub(crate) fn lower_loop(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         }
         None => None,
     };
-    // Scan outputs: the node's outputs N.., one slice per iteration.
-    // Scan outputs need a trip count known now: each iteration writes one slice of them.
+    // Scan outputs: the node's outputs N.., one slice per iteration. Their static shapes fix
+    // the iteration count (the constant trip count, else their leading dim); a run that would
+    // take another number of iterations stops with a non-zero status instead of writing
+    // past them or leaving slices unwritten.
     let trip_const = io.const_ints(0).and_then(|v| v.first().copied());
+    let scan_m = if k == 0 {
+        None
+    } else {
+        match trip_const {
+            Some(m) => Some(m.max(0)),
+            None => Some(
+                scan_count(io.g, io.id)
+                    .ok_or("scan outputs need a constant trip count or static shapes")?
+                    as i64,
+            ),
+        }
+    };
     let mut scans = vec![];
     for j in 0..k {
         let o = io.output(n + j)?;
         let slice = bytes_of(body, body.outputs()[1 + n + j]);
-        let m = trip_const.ok_or("scan outputs need a constant trip count")?;
-        if o.len() * o.elem() != slice * m.max(0) as usize {
+        let m = scan_m.ok_or("scan outputs need a constant trip count")?;
+        if o.len() * o.elem() != slice * m as usize {
             return Err(format!(
                 "scan output {j} has {} bytes, {m} iterations of {slice} need more",
                 o.len() * o.elem()
@@ -310,7 +352,21 @@ pub(crate) fn lower_loop(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         }
         None => go,
     };
-    cx.b.ins().brif(go, work, &[], exit, &[]);
+    let fail = scan_m.map(|_| cx.b.create_block());
+    match (scan_m, fail) {
+        (Some(m), Some(fail)) => {
+            // Another iteration than the scan outputs hold: a caught bad state.
+            let room = cx.b.create_block();
+            cx.b.ins().brif(go, room, &[], exit, &[]);
+            cx.b.seal_block(room);
+            cx.b.switch_to_block(room);
+            let full = cx.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, i, m);
+            cx.b.ins().brif(full, fail, &[], work, &[]);
+        }
+        _ => {
+            cx.b.ins().brif(go, work, &[], exit, &[]);
+        }
+    }
     cx.b.seal_block(work);
     cx.b.switch_to_block(work);
     cx.store(i, iter_p, 0);
@@ -342,6 +398,18 @@ pub(crate) fn lower_loop(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     cx.b.seal_block(head);
     cx.b.switch_to_block(exit);
     cx.b.seal_block(exit);
+    if let (Some(m), Some(fail)) = (scan_m, fail) {
+        // Fewer iterations than the scan outputs hold: a caught bad state too.
+        let ok = cx.b.create_block();
+        let short = cx.b.ins().icmp_imm_s(IntCC::NotEqual, i, m);
+        cx.b.ins().brif(short, fail, &[], ok, &[]);
+        cx.b.seal_block(fail);
+        cx.b.switch_to_block(fail);
+        let code = cx.b.ins().iconst(types::I32, 1);
+        cx.b.ins().return_(&[code]);
+        cx.b.seal_block(ok);
+        cx.b.switch_to_block(ok);
+    }
     for j in 0..n {
         if let Some(Some(o)) = io.outs.get(j) {
             if o.len() * o.elem() != sizes[j] {

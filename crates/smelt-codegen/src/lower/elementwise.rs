@@ -25,6 +25,27 @@ pub(crate) fn check_numeric(d: Option<DType>) -> R<()> {
     }
 }
 
+/// Dtypes of Mod and Clip: f32 and the 8- to 64-bit integers.
+pub(crate) fn check_int_or_f32(d: Option<DType>) -> R<()> {
+    match d {
+        Some(DType::F64) => Err("f64 tensors are not supported (f32, integers)".into()),
+        d => check_arith(d),
+    }
+}
+
+/// Dtypes of Add, Sub, Mul, Div and the comparisons: f32, f64 and the 8- to 64-bit integers.
+pub(crate) fn check_arith(d: Option<DType>) -> R<()> {
+    match d {
+        Some(DType::F32 | DType::F64)
+        | Some(DType::I8 | DType::I16 | DType::I32 | DType::I64)
+        | Some(DType::U8 | DType::U16 | DType::U32 | DType::U64) => Ok(()),
+        Some(d) => Err(format!(
+            "{d} tensors are not supported (f32, f64, 8- to 64-bit integers)"
+        )),
+        None => Err("input 0 has no known dtype".into()),
+    }
+}
+
 fn cast_kind(d: DType) -> Option<u8> {
     // 0: float, 1: signed int, 2: unsigned int, 3: bool
     Some(match d {
@@ -34,6 +55,11 @@ fn cast_kind(d: DType) -> Option<u8> {
         DType::Bool => 3,
         _ => return None,
     })
+}
+
+/// Exponent dtypes Pow takes (with an f32 base): f32 and the integers.
+pub(crate) fn pow_exponent_supported(d: DType) -> bool {
+    d == DType::F32 || cast_kind(d).is_some_and(|k| k == 1 || k == 2)
 }
 
 /// Casts the backend performs.
@@ -246,7 +272,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let out = io.output(0)?.clone();
     let x = io.input(0)?.clone();
     let dt = x.dtype;
-    let float = dt == DType::F32;
+    let float = matches!(dt, DType::F32 | DType::F64);
     let signed = matches!(dt, DType::I32 | DType::I64 | DType::I8 | DType::I16);
     let un = |cx: &mut Ctx, f: &Body| map(cx, io, &out, &[&x], f);
     match io.op() {
@@ -403,6 +429,16 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             } else {
                 None
             };
+            // Integer bounds exactly (a u64 or i64 bound does not survive f64).
+            let int_bound = |i: usize| {
+                io.konst(i)
+                    .and_then(|t| t.to_i64_vec())
+                    .and_then(|v| v.first().copied())
+            };
+            let (ilo, ihi) = (int_bound(1), int_bound(2));
+            if !float && (lo.is_some() != ilo.is_some() || hi.is_some() != ihi.is_some()) {
+                return Err("Clip's bounds must be integer constants".into());
+            }
             un(cx, &move |cx, l, a| {
                 let mut v = a[0];
                 if float {
@@ -416,13 +452,21 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     }
                 } else {
                     let ty = cx.b.func.dfg.value_type(v);
-                    if let Some(lo) = lo {
-                        let c = cx.b.ins().iconst(ty, lo as i64);
-                        v = cx.b.ins().smax(v, c);
+                    if let Some(lo) = ilo {
+                        let c = cx.b.ins().iconst(ty, lo);
+                        v = if signed {
+                            cx.b.ins().smax(v, c)
+                        } else {
+                            cx.b.ins().umax(v, c)
+                        };
                     }
-                    if let Some(hi) = hi {
-                        let c = cx.b.ins().iconst(ty, hi as i64);
-                        v = cx.b.ins().smin(v, c);
+                    if let Some(hi) = ihi {
+                        let c = cx.b.ins().iconst(ty, hi);
+                        v = if signed {
+                            cx.b.ins().smin(v, c)
+                        } else {
+                            cx.b.ins().umin(v, c)
+                        };
                     }
                 }
                 Ok(v)
@@ -450,8 +494,10 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             map_scalar(cx, io, &out, &[&x, &y], &move |cx, _, a| {
                 Ok(if float {
                     float_mod(cx, a[0], a[1], fmod)
-                } else {
+                } else if signed {
                     int_mod(cx, a[0], a[1], fmod)
+                } else {
+                    uint_mod(cx, a[0], a[1])
                 })
             })
         }
@@ -469,14 +515,18 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     let one = cx.fconst(l, 1.0);
                     Ok(cx.b.ins().fdiv(one, a[0]))
                 }),
-                _ => {
-                    if y.dtype != DType::F32 {
-                        return Err("Pow with a non-f32 exponent is not supported".into());
-                    }
-                    map(cx, io, &out, &[&x, &y], &|cx, l, a| {
-                        Ok(math::pow(cx, l, a[0], a[1]))
+                _ if y.dtype == DType::F32 => map(cx, io, &out, &[&x, &y], &|cx, l, a| {
+                    Ok(math::pow(cx, l, a[0], a[1]))
+                }),
+                _ if pow_exponent_supported(y.dtype) => {
+                    // An integer exponent, converted to f32 as ONNX's reference does.
+                    let ydt = y.dtype;
+                    map_scalar(cx, io, &out, &[&x, &y], &move |cx, _, a| {
+                        let e = cast(cx, a[1], ydt, DType::F32)?;
+                        Ok(math::pow(cx, Lanes::One, a[0], e))
                     })
                 }
+                _ => Err(format!("Pow with a {} exponent is not supported", y.dtype)),
             }
         }
         Op::PRelu(_) => {
@@ -503,6 +553,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     Op::LessOrEqual(_) => (FloatCC::LessThanOrEqual, IntCC::SignedLessThanOrEqual),
                     _ => (FloatCC::GreaterThanOrEqual, IntCC::SignedGreaterThanOrEqual),
                 };
+                let ic = if signed { ic } else { ic.unsigned() };
                 Ok(if is_float(cx, a[0]) {
                     cx.b.ins().fcmp(fc, a[0], a[1])
                 } else {
@@ -540,8 +591,10 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     acc = match (&op, float) {
                         (Op::Min(_), true) => cx.b.ins().fmin(acc, *v),
                         (Op::Max(_), true) => cx.b.ins().fmax(acc, *v),
-                        (Op::Min(_), false) => cx.b.ins().smin(acc, *v),
-                        (Op::Max(_), false) => cx.b.ins().smax(acc, *v),
+                        (Op::Min(_), false) if signed => cx.b.ins().smin(acc, *v),
+                        (Op::Max(_), false) if signed => cx.b.ins().smax(acc, *v),
+                        (Op::Min(_), false) => cx.b.ins().umin(acc, *v),
+                        (Op::Max(_), false) => cx.b.ins().umax(acc, *v),
                         (_, true) => cx.b.ins().fadd(acc, *v),
                         (_, false) => cx.b.ins().iadd(acc, *v),
                     };
@@ -610,6 +663,17 @@ fn int_mod(cx: &mut Ctx, a: Value, b: Value, fmod: bool) -> Value {
     cx.b.ins().select(fix, rb, r)
 }
 
+/// Unsigned remainder (both Mod conventions agree); a zero divisor gives 0.
+fn uint_mod(cx: &mut Ctx, a: Value, b: Value) -> Value {
+    let ty = cx.b.func.dfg.value_type(a);
+    let zero = cx.b.ins().iconst(ty, 0);
+    let one = cx.b.ins().iconst(ty, 1);
+    let is_zero = cx.b.ins().icmp(IntCC::Equal, b, zero);
+    let sb = cx.b.ins().select(is_zero, one, b);
+    let r = cx.b.ins().urem(a, sb);
+    cx.b.ins().select(is_zero, zero, r)
+}
+
 /// Integer division that never traps: a zero divisor gives 0 and `MIN / -1` wraps.
 fn safe_div(cx: &mut Ctx, a: Value, b: Option<Value>, k: i64) -> Value {
     let ty = cx.b.func.dfg.value_type(a);
@@ -629,7 +693,7 @@ fn safe_div(cx: &mut Ctx, a: Value, b: Option<Value>, k: i64) -> Value {
     cx.b.ins().select(is_zero, zero, q)
 }
 
-fn arith(cx: &mut Ctx, op: &Op, a: Value, b: Value, float: bool, _signed: bool) -> R<Value> {
+fn arith(cx: &mut Ctx, op: &Op, a: Value, b: Value, float: bool, signed: bool) -> R<Value> {
     Ok(match (op, float) {
         (Op::Add(_), true) => cx.b.ins().fadd(a, b),
         (Op::Sub(_), true) => cx.b.ins().fsub(a, b),
@@ -638,7 +702,17 @@ fn arith(cx: &mut Ctx, op: &Op, a: Value, b: Value, float: bool, _signed: bool) 
         (Op::Add(_), false) => cx.b.ins().iadd(a, b),
         (Op::Sub(_), false) => cx.b.ins().isub(a, b),
         (Op::Mul(_), false) => cx.b.ins().imul(a, b),
-        (Op::Div(_), false) => safe_div(cx, a, Some(b), 0),
+        (Op::Div(_), false) if signed => safe_div(cx, a, Some(b), 0),
+        (Op::Div(_), false) => {
+            // Unsigned: division by zero yields 0.
+            let ty = cx.b.func.dfg.value_type(a);
+            let zero = cx.b.ins().iconst(ty, 0);
+            let one = cx.b.ins().iconst(ty, 1);
+            let is_zero = cx.b.ins().icmp(IntCC::Equal, b, zero);
+            let safe_b = cx.b.ins().select(is_zero, one, b);
+            let q = cx.b.ins().udiv(a, safe_b);
+            cx.b.ins().select(is_zero, zero, q)
+        }
         (op, _) => return Err(format!("{} is not arithmetic", op.op_type())),
     })
 }

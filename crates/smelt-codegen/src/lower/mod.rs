@@ -512,13 +512,21 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::HardSigmoid(_)
         | Op::HardSwish(_)
         | Op::Gelu(_)
-        | Op::PRelu(_)
-        | Op::Pow(_) => f32_in(),
+        | Op::PRelu(_) => f32_in(),
+        Op::Pow(_) => {
+            f32_in()?;
+            match dt(1) {
+                Some(d) if elementwise::pow_exponent_supported(d) => Ok(()),
+                Some(d) => Err(format!("Pow with a {d} exponent is not supported")),
+                None => Err("Pow's exponent has no known dtype".into()),
+            }
+        }
         Op::Neg(_) | Op::Abs(_) | Op::Sign(_) => elementwise::check_numeric(dt(0)),
-        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => elementwise::check_numeric(dt(0)),
-        Op::Min(_) | Op::Max(_) | Op::Sum(_) | Op::Mean(_) => elementwise::check_numeric(dt(0)),
+        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => elementwise::check_arith(dt(0)),
+        Op::Min(_) | Op::Max(_) => elementwise::check_arith(dt(0)),
+        Op::Sum(_) | Op::Mean(_) => elementwise::check_numeric(dt(0)),
         Op::Clip(_) => {
-            elementwise::check_numeric(dt(0))?;
+            elementwise::check_int_or_f32(dt(0))?;
             const_in(1, "Clip's min")?;
             const_in(2, "Clip's max")
         }
@@ -526,7 +534,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::Less(_)
         | Op::Greater(_)
         | Op::LessOrEqual(_)
-        | Op::GreaterOrEqual(_) => elementwise::check_numeric(dt(0)),
+        | Op::GreaterOrEqual(_) => elementwise::check_arith(dt(0)),
         Op::And(_) | Op::Or(_) | Op::Xor(_) | Op::Not(_) => match dt(0) {
             Some(DType::Bool) => Ok(()),
             _ => Err("logical ops take bool tensors".into()),
@@ -561,7 +569,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
                 },
             }
         }
-        Op::Mod(_) => elementwise::check_numeric(dt(0)),
+        Op::Mod(_) => elementwise::check_int_or_f32(dt(0)),
         Op::Sin(_) | Op::Cos(_) => f32_in(),
         Op::Gemm(_) | Op::MatMul(_) => f32_in(),
         Op::Conv(_) => {

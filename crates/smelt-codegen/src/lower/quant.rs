@@ -4,7 +4,9 @@
 //! `DequantizeLinear`: `y = (x - zero_point) * scale`; `QuantizeLinear`:
 //! `y = saturate(round_half_even(x / scale) + zero_point)`. A per-axis scale (and zero point) is
 //! read as a tensor of shape `[C, 1, .., 1]` broadcast against the input from `axis` on, so both
-//! run through the elementwise kernel. Blocked quantisation (`block_size`) is refused.
+//! run through the elementwise kernel. Blocked quantisation (`block_size`) at run time is
+//! refused; `DequantizeLinear` of a constant (per axis, blocked, packed int4) is folded into an
+//! f32 constant during binding ([`crate::fold`]), which is how quantized weights reach Conv.
 
 use super::elementwise::map;
 use super::{axis, clif_ty, Ctx, Lanes, NodeIo, Operand, R};

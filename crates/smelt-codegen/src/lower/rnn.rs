@@ -5,11 +5,14 @@
 //! kernel ([`super::matmul`]) with the weights packed at compile time (biases folded into the
 //! first product's epilogue, the recurrent product accumulating onto it), then one pointwise
 //! pass over the hidden units, four at a time, applies the gate activations and updates the
-//! states in the node's arena scratch. Layout 0 (`[seq, batch, ...]`) only; `sequence_lens`
-//! only when constant and equal to the sequence length; activations Sigmoid, Tanh and Relu.
+//! states in the node's arena scratch. Layouts 0 (`[seq, batch, ...]`) and 1 (batch first); W, R,
+//! B and P constant (packed at compile time) or run-time inputs (read in place); `sequence_lens`
+//! only when equal to the sequence length (checked at run time when not constant: status 1
+//! otherwise); activations Sigmoid, Tanh and Relu.
 
 use super::matmul::{emit, pack_b, BSrc, Epilogue, Gemm};
 use super::{math, Ctx, Lanes, NodeIo, R};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use smelt_ir::{Graph, NodeId, Op};
 
@@ -51,6 +54,9 @@ struct Spec {
     hidden: usize,
     acts: Vec<Act>,
     clip: Option<f32>,
+    /// Layout 1: X `[batch, seq, input]`, Y `[batch, seq, dirs, hidden]`, states
+    /// `[batch, dirs, hidden]`.
+    batch_first: bool,
 }
 
 fn spec(g: &Graph, id: NodeId) -> R<Spec> {
@@ -76,9 +82,11 @@ fn spec(g: &Graph, id: NodeId) -> R<Spec> {
         ),
         _ => return Err("not a recurrent op".into()),
     };
-    if layout != 0 {
-        return Err("recurrent layout 1 is not supported".into());
-    }
+    let batch_first = match layout {
+        0 => false,
+        1 => true,
+        l => return Err(format!("recurrent layout {l} is not defined")),
+    };
     let ins = g.node_inputs(id);
     let dims = |i: usize| -> R<Vec<usize>> {
         ins.get(i)
@@ -87,8 +95,11 @@ fn spec(g: &Graph, id: NodeId) -> R<Spec> {
             .and_then(|v| g.value_type(v).static_dims())
             .ok_or_else(|| format!("input {i} has no static shape"))
     };
-    let x = dims(0)?;
+    let mut x = dims(0)?;
     let w = dims(1)?;
+    if batch_first && x.len() == 3 {
+        x.swap(0, 1);
+    }
     if x.len() != 3 || w.len() != 3 {
         return Err("X and W must be 3-D".into());
     }
@@ -125,11 +136,16 @@ fn spec(g: &Graph, id: NodeId) -> R<Spec> {
             .collect(),
     };
     // Every other operand must have exactly the shape the equations index.
+    let state = if batch_first {
+        vec![x[1], dirs, hidden]
+    } else {
+        vec![dirs, x[1], hidden]
+    };
     let want: [(usize, Vec<usize>); 5] = [
         (2, vec![dirs, gates * hidden, hidden]),
         (3, vec![dirs, 2 * gates * hidden]),
-        (5, vec![dirs, x[1], hidden]),
-        (6, vec![dirs, x[1], hidden]),
+        (5, state.clone()),
+        (6, state),
         (7, vec![dirs, 3 * hidden]),
     ];
     for (i, shape) in want {
@@ -140,20 +156,22 @@ fn spec(g: &Graph, id: NodeId) -> R<Spec> {
     if ins.get(2).copied().flatten().is_none() {
         return Err("R is missing".into());
     }
-    for i in [1usize, 2, 3, 7] {
+    for i in [0usize, 1, 2, 3, 5, 6, 7] {
         if let Some(v) = ins.get(i).copied().flatten() {
-            if g.const_value(v).is_none() {
-                return Err("W, R, B and P must be constants".into());
+            if g.value_type(v).dtype() != Some(smelt_ir::DType::F32) {
+                return Err(format!("input {i} must be f32"));
             }
         }
     }
     if let Some(v) = ins.get(4).copied().flatten() {
-        let lens = g
-            .const_value(v)
-            .and_then(|t| t.to_i64_vec())
-            .ok_or("sequence_lens must be constant")?;
-        if lens.iter().any(|l| *l != x[0] as i64) {
-            return Err("sequence_lens shorter than the sequence are not supported".into());
+        match g.const_value(v).and_then(|t| t.to_i64_vec()) {
+            Some(lens) if lens.iter().any(|l| *l != x[0] as i64) => {
+                return Err("sequence_lens shorter than the sequence are not supported".into());
+            }
+            Some(_) => {}
+            // Checked at run time: a length other than the sequence's is a caught bad state.
+            None if g.value_type(v).dtype() == Some(smelt_ir::DType::I32) => {}
+            None => return Err("sequence_lens must be int32".into()),
         }
     }
     Ok(Spec {
@@ -166,6 +184,7 @@ fn spec(g: &Graph, id: NodeId) -> R<Spec> {
         hidden,
         acts,
         clip,
+        batch_first,
     })
 }
 
@@ -185,8 +204,10 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
 /// Arena bytes for the gates and states.
 pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
     match spec(g, id) {
-        // gates x2 (input and recurrent parts for GRU), h, c, r∘h
-        Ok(s) => (s.batch * (2 * s.gates * s.hidden + 3 * s.hidden) * 4) as u64,
+        // gates x2 (input and recurrent parts for GRU), h, c, r∘h; the input-side bias
+        Ok(s) => {
+            ((s.batch * (2 * s.gates * s.hidden + 3 * s.hidden) + s.gates * s.hidden) * 4) as u64
+        }
         Err(_) => 0,
     }
 }
@@ -195,7 +216,26 @@ fn floats(io: &NodeIo, i: usize) -> Option<Vec<f32>> {
     io.konst(i).and_then(|t| t.to_f32_vec())
 }
 
-/// Lowers LSTM and GRU.
+/// Copies `rows` rows of `row_bytes` bytes between strided places.
+fn copy_rows(
+    cx: &mut Ctx,
+    (src, src_rs): (Value, i64),
+    (dst, dst_rs): (Value, i64),
+    rows: usize,
+    row_bytes: usize,
+) -> R<()> {
+    if src_rs == row_bytes as i64 && dst_rs == row_bytes as i64 {
+        return super::shape::copy_bytes(cx, src, dst, rows * row_bytes);
+    }
+    cx.for_n(rows, |cx, i| {
+        let s = cx.index(src, i, src_rs);
+        let d = cx.index(dst, i, dst_rs);
+        super::shape::copy_bytes(cx, s, d, row_bytes)
+    })
+}
+
+/// Lowers LSTM and GRU. W, R, B and P are packed at compile time when they are constants and
+/// read in place (strided) when they are run-time inputs.
 pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let sp = spec(io.g, io.id)?;
     let (lstm, input_forget, lbr) = match io.op() {
@@ -204,20 +244,56 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         _ => return Err("not a recurrent op".into()),
     };
     let (gn, h, b, i_n) = (sp.gates, sp.hidden, sp.batch, sp.input);
-    let w = floats(io, 1).ok_or("W must be an f32 constant")?;
-    let r = floats(io, 2).ok_or("R must be an f32 constant")?;
-    let bias = floats(io, 3).unwrap_or_else(|| vec![0.0; sp.dirs * 2 * gn * h]);
+    let (seq, dirs) = (sp.seq, sp.dirs);
+    // A run-time operand's address, or None when absent.
+    let rt = |cx: &mut Ctx, i: usize| -> R<Option<Value>> {
+        match io.opt_input(i) {
+            Some(o) => Ok(Some(cx.addr(io.g, o)?)),
+            None => Ok(None),
+        }
+    };
+    let w = floats(io, 1);
+    let w_rt = if w.is_none() { rt(cx, 1)? } else { None };
+    let r = floats(io, 2);
+    let r_rt = if r.is_none() { rt(cx, 2)? } else { None };
+    let bias_rt = if io.opt_input(3).is_some() && floats(io, 3).is_none() {
+        rt(cx, 3)?
+    } else {
+        None
+    };
+    let bias = floats(io, 3).unwrap_or_else(|| vec![0.0; dirs * 2 * gn * h]);
     let peep = floats(io, 7);
+    let peep_rt = if peep.is_none() { rt(cx, 7)? } else { None };
+    if (w.is_none() && w_rt.is_none()) || (r.is_none() && r_rt.is_none()) {
+        return Err("W and R must be f32".into());
+    }
+    if io.opt_input(4).is_some() && io.konst(4).is_none() {
+        // Run-time sequence lengths must all be the full sequence (status 1 otherwise).
+        let lens = rt(cx, 4)?.ok_or("sequence_lens is missing")?;
+        let fail = cx.b.create_block();
+        cx.for_n(b, |cx, bi| {
+            let a = cx.index(lens, bi, 4);
+            let l = cx.load(types::I32, a, 0);
+            let bad = cx.b.ins().icmp_imm_s(IntCC::NotEqual, l, seq as i64);
+            let ok = cx.b.create_block();
+            cx.b.ins().brif(bad, fail, &[], ok, &[]);
+            cx.b.seal_block(ok);
+            cx.b.switch_to_block(ok);
+            Ok(())
+        })?;
+        let cont = cx.b.create_block();
+        cx.b.ins().jump(cont, &[]);
+        cx.b.seal_block(fail);
+        cx.b.switch_to_block(fail);
+        let code = cx.b.ins().iconst(types::I32, 1);
+        cx.b.ins().return_(&[code]);
+        cx.b.seal_block(cont);
+        cx.b.switch_to_block(cont);
+    }
     let x = io.input(0)?;
     let xp = cx.addr(io.g, x)?;
-    let init_h = match io.opt_input(5) {
-        Some(o) => Some(cx.addr(io.g, o)?),
-        None => None,
-    };
-    let init_c = match io.opt_input(6) {
-        Some(o) if lstm => Some(cx.addr(io.g, o)?),
-        _ => None,
-    };
+    let init_h = rt(cx, 5)?;
+    let init_c = if lstm { rt(cx, 6)? } else { None };
     let out = |cx: &mut Ctx, k: usize| -> R<Option<Value>> {
         match io.outs.get(k) {
             Some(Some(o)) => Ok(Some(cx.addr(io.g, o)?)),
@@ -236,52 +312,130 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let hs = cx.offset(base, (2 * b * gn * h * 4) as i64);
     let cs = cx.offset(hs, (b * h * 4) as i64);
     let rh = cx.offset(cs, (b * h * 4) as i64);
+    let xbs = cx.offset(rh, (b * h * 4) as i64);
     let hb = (h * 4) as i64;
+    // Byte strides: X's batch rows and time steps, Y's batch rows, time steps and directions,
+    // and the states' batch rows and directions.
+    let (x_rs, x_ts, y_rs, y_ts, y_ds, s_rs, s_ds) = if sp.batch_first {
+        let (x_rs, y_rs) = ((seq * i_n * 4) as i64, (seq * dirs * h * 4) as i64);
+        (
+            x_rs,
+            (i_n * 4) as i64,
+            y_rs,
+            (dirs * h * 4) as i64,
+            hb,
+            dirs as i64 * hb,
+            hb,
+        )
+    } else {
+        let bh = (b * h * 4) as i64;
+        let x_ts = (b * i_n * 4) as i64;
+        ((i_n * 4) as i64, x_ts, hb, dirs as i64 * bh, bh, hb, bh)
+    };
 
-    for d in 0..sp.dirs {
+    for d in 0..dirs {
         let reverse = sp.reverse_only || d == 1;
-        let acts = &sp.acts[d * sp.acts.len() / sp.dirs..(d + 1) * sp.acts.len() / sp.dirs];
-        // Packed W^T [I, G*H] and R^T [H, G*H] (GRU: the h-gate columns of R apart).
-        let wd = &w[d * gn * h * i_n..(d + 1) * gn * h * i_n];
-        let rd = &r[d * gn * h * h..(d + 1) * gn * h * h];
-        let wpk = pack_b(i_n, gn * h, &|k, j| wd[j * i_n + k]);
-        let wptr = cx.add_f32s(&wpk);
+        let acts = &sp.acts[d * sp.acts.len() / dirs..(d + 1) * sp.acts.len() / dirs];
+        // W^T [I, G*H] and R^T [H, G*H] (GRU: the h-gate columns of R apart).
         let rcols = if lstm { gn * h } else { 2 * h };
-        let rpk = pack_b(h, rcols, &|k, j| rd[j * h + k]);
-        let rptr = cx.add_f32s(&rpk);
-        let rh_pk = pack_b(h, h, &|k, j| rd[(2 * h + j) * h + k]);
-        let rhptr = cx.add_f32s(&rh_pk);
-        let bd = &bias[d * 2 * gn * h..(d + 1) * 2 * gn * h];
-        let (wb, rb) = bd.split_at(gn * h);
-        // Input-side bias: every Wb, plus Rb where it simply adds.
-        let xbias: Vec<f32> = (0..gn * h)
-            .map(|j| {
-                let add_rb = lstm || j < 2 * h || !lbr;
-                wb[j] + if add_rb { rb[j] } else { 0.0 }
-            })
-            .collect();
-        let xbptr = cx.add_f32s(&xbias);
-        let rbh: Vec<f32> = if lbr {
-            rb[2 * h..].to_vec()
-        } else {
-            vec![0.0; h]
+        let wsrc = match (&w, w_rt) {
+            (Some(w), _) => {
+                let wd = &w[d * gn * h * i_n..(d + 1) * gn * h * i_n];
+                BSrc::Packed(cx.add_f32s(&pack_b(i_n, gn * h, &|k, j| wd[j * i_n + k])))
+            }
+            (None, Some(p)) => BSrc::Strided {
+                ptr: cx.offset(p, (d * gn * h * i_n * 4) as i64),
+                ks: 1,
+                ns: i_n as i64,
+            },
+            (None, None) => return Err("W is missing".into()),
         };
-        let rbhptr = cx.add_f32s(&rbh);
-        let pd: Option<Value> = peep
-            .as_ref()
-            .map(|p| cx.add_f32s(&p[d * 3 * h..(d + 1) * 3 * h]));
+        let (rsrc, rhsrc) = match (&r, r_rt) {
+            (Some(r), _) => {
+                let rd = &r[d * gn * h * h..(d + 1) * gn * h * h];
+                let rpk = pack_b(h, rcols, &|k, j| rd[j * h + k]);
+                let rh_pk = pack_b(h, h, &|k, j| rd[(2 * h + j) * h + k]);
+                (
+                    BSrc::Packed(cx.add_f32s(&rpk)),
+                    BSrc::Packed(cx.add_f32s(&rh_pk)),
+                )
+            }
+            (None, Some(p)) => {
+                let rd = cx.offset(p, (d * gn * h * h * 4) as i64);
+                let rdh = cx.offset(rd, (2 * h * h * 4) as i64);
+                (
+                    BSrc::Strided {
+                        ptr: rd,
+                        ks: 1,
+                        ns: h as i64,
+                    },
+                    BSrc::Strided {
+                        ptr: rdh,
+                        ks: 1,
+                        ns: h as i64,
+                    },
+                )
+            }
+            (None, None) => return Err("R is missing".into()),
+        };
+        // Input-side bias: every Wb, plus Rb where it simply adds.
+        let add_rb = |j: usize| lstm || j < 2 * h || !lbr;
+        let (xbptr, rbhptr) = match bias_rt {
+            None => {
+                let bd = &bias[d * 2 * gn * h..(d + 1) * 2 * gn * h];
+                let (wb, rb) = bd.split_at(gn * h);
+                let xbias: Vec<f32> = (0..gn * h)
+                    .map(|j| wb[j] + if add_rb(j) { rb[j] } else { 0.0 })
+                    .collect();
+                let rbh: Vec<f32> = if lbr {
+                    rb[2 * h..].to_vec()
+                } else {
+                    vec![0.0; h]
+                };
+                (cx.add_f32s(&xbias), cx.add_f32s(&rbh))
+            }
+            Some(p) => {
+                let wb = cx.offset(p, (d * 2 * gn * h * 4) as i64);
+                let rb = cx.offset(wb, (gn * h * 4) as i64);
+                let n_add = if lbr { 2 * h } else { gn * h };
+                cx.vec_loop(n_add, &mut |cx, l, off| {
+                    let ty = l.ty(types::F32);
+                    let wa = cx.b.ins().iadd(wb, off);
+                    let ra = cx.b.ins().iadd(rb, off);
+                    let xa = cx.b.ins().iadd(xbs, off);
+                    let a = cx.load(ty, wa, 0);
+                    let c = cx.load(ty, ra, 0);
+                    let s = cx.b.ins().fadd(a, c);
+                    cx.store(s, xa, 0);
+                    Ok(())
+                })?;
+                let rbh = if lbr {
+                    let wh = cx.offset(wb, (2 * h * 4) as i64);
+                    let xh = cx.offset(xbs, (2 * h * 4) as i64);
+                    super::shape::copy_bytes(cx, wh, xh, h * 4)?;
+                    cx.offset(rb, (2 * h * 4) as i64)
+                } else {
+                    cx.add_f32s(&vec![0.0; h])
+                };
+                (xbs, rbh)
+            }
+        };
+        let pd: Option<Value> = match (&peep, peep_rt) {
+            (Some(p), _) => Some(cx.add_f32s(&p[d * 3 * h..(d + 1) * 3 * h])),
+            (None, Some(p)) => Some(cx.offset(p, (d * 3 * h * 4) as i64)),
+            (None, None) => None,
+        };
 
         // Initial states.
         for (dst, src) in [(hs, init_h), (cs, init_c)] {
             match src {
                 Some(s) => {
-                    let s = cx.offset(s, (d * b * h * 4) as i64);
-                    super::shape::copy_bytes(cx, s, dst, b * h * 4)?;
+                    let s = cx.offset(s, d as i64 * s_ds);
+                    copy_rows(cx, (s, s_rs), (dst, hb), b, h * 4)?;
                 }
                 None => super::shape::fill(cx, dst, b * h, &[0, 0, 0, 0])?,
             }
         }
-        let seq = sp.seq;
         cx.for_n(seq, |cx, t| {
             let tt = if reverse {
                 let n = cx.b.ins().ineg(t);
@@ -289,7 +443,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             } else {
                 t
             };
-            let xt = cx.index(xp, tt, (b * i_n * 4) as i64);
+            let xt = cx.index(xp, tt, x_ts);
             let nil = Epilogue {
                 alpha: 1.0,
                 bias: None,
@@ -303,8 +457,8 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     m: b,
                     n: gn * h,
                     k: i_n,
-                    a: (xt, i_n as i64, 1),
-                    b: BSrc::Packed(wptr),
+                    a: (xt, x_rs / 4, 1),
+                    b: wsrc,
                     c: (gx, (gn * h) as i64),
                     epi: Epilogue {
                         bias: Some((xbptr, 0, 1, 1.0)),
@@ -320,7 +474,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     n: rcols,
                     k: h,
                     a: (hs, h as i64, 1),
-                    b: BSrc::Packed(rptr),
+                    b: rsrc,
                     c: (gx, (gn * h) as i64),
                     epi: Epilogue {
                         bias: Some((gx, (gn * h) as i64, 1, 1.0)),
@@ -330,25 +484,24 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             )?;
             let yt = match y {
                 Some(y) => {
-                    let a = cx.index(y, tt, (sp.dirs * b * h * 4) as i64);
-                    Some(cx.offset(a, (d * b * h * 4) as i64))
+                    let a = cx.index(y, tt, y_ts);
+                    Some((cx.offset(a, d as i64 * y_ds), y_rs))
                 }
                 None => None,
             };
             if lstm {
                 lstm_step(cx, &sp, acts, gx, hs, cs, yt, pd, input_forget)
             } else {
-                gru_step(cx, &sp, acts, gx, gh, hs, rh, yt, rhptr, rbhptr, lbr)
+                gru_step(cx, &sp, acts, gx, gh, hs, rh, yt, rhsrc, rbhptr, lbr)
             }
         })?;
         for (src, dst) in [(hs, yh), (cs, yc)] {
             if let Some(dst) = dst {
-                let dd = cx.offset(dst, (d * b * h * 4) as i64);
-                super::shape::copy_bytes(cx, src, dd, b * h * 4)?;
+                let dd = cx.offset(dst, d as i64 * s_ds);
+                copy_rows(cx, (src, hb), (dd, s_rs), b, h * 4)?;
             }
         }
     }
-    let _ = hb;
     Ok(())
 }
 
@@ -373,7 +526,7 @@ fn lstm_step(
     gx: Value,
     hs: Value,
     cs: Value,
-    yt: Option<Value>,
+    yt: Option<(Value, i64)>,
     peep: Option<Value>,
     input_forget: bool,
 ) -> R<()> {
@@ -383,7 +536,7 @@ fn lstm_step(
         let g = cx.index(gx, bi, 4 * hb);
         let hr = cx.index(hs, bi, hb);
         let cr = cx.index(cs, bi, hb);
-        let yr = yt.map(|y| cx.index(y, bi, hb));
+        let yr = yt.map(|(y, rs)| cx.index(y, bi, rs));
         cx.vec_loop(h, &mut |cx, l, off| {
             let ty = l.ty(types::F32);
             let at = |cx: &mut Ctx, base: Value, k: i64| {
@@ -445,8 +598,8 @@ fn gru_step(
     gh: Value,
     hs: Value,
     rh: Value,
-    yt: Option<Value>,
-    rhptr: Value,
+    yt: Option<(Value, i64)>,
+    rhsrc: BSrc,
     rbhptr: Value,
     lbr: bool,
 ) -> R<()> {
@@ -483,7 +636,7 @@ fn gru_step(
             n: h,
             k: h,
             a: (a_src, h as i64, 1),
-            b: BSrc::Packed(rhptr),
+            b: rhsrc,
             c: (gh, h as i64),
             epi: Epilogue {
                 alpha: 1.0,
@@ -497,7 +650,7 @@ fn gru_step(
         let g = cx.index(gx, bi, 3 * hb);
         let ghr = cx.index(gh, bi, hb);
         let hr = cx.index(hs, bi, hb);
-        let yr = yt.map(|y| cx.index(y, bi, hb));
+        let yr = yt.map(|(y, rs)| cx.index(y, bi, rs));
         cx.vec_loop(h, &mut |cx, l, off| {
             let ty = l.ty(types::F32);
             let ga = cx.b.ins().iadd(g, off);
