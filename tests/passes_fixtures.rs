@@ -163,7 +163,17 @@ fn light_models_fold_to_graphs_without_shape_constants_and_keep_their_outputs() 
         eprintln!("skipped: ../shared/onnx-light-models is absent");
         return;
     };
-    for name in ["squeezenet", "resnet50", "shufflenet", "inception_v1"] {
+    for name in [
+        "bvlc_alexnet",
+        "densenet121",
+        "inception_v1",
+        "inception_v2",
+        "resnet50",
+        "shufflenet",
+        "squeezenet",
+        "vgg19",
+        "zfnet512",
+    ] {
         let dir = shared.join("onnx-light-models").join(name);
         let mut m = smelt_onnx::load_model(&dir.join("model.onnx")).unwrap();
         run_passes(&mut m, "fold");
