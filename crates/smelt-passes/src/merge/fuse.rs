@@ -194,6 +194,20 @@ fn consts(g: &Graph, id: NodeId) -> Vec<Option<Tensor>> {
         .collect()
 }
 
+/// Parameter `port` of every member's layer. The members were matched layer by layer, so each
+/// has it; a member that does not is an error, never a panic.
+fn param(cs: &[Vec<Option<Tensor>>], port: usize) -> Result<Vec<&Tensor>, PassError> {
+    cs.iter()
+        .map(|c| {
+            c.get(port).and_then(|t| t.as_ref()).ok_or_else(|| {
+                failed(format!(
+                    "a member has no constant parameter {port} in a fused layer"
+                ))
+            })
+        })
+        .collect()
+}
+
 fn f32s(t: &Tensor) -> Vec<f32> {
     t.to_f32_vec().unwrap_or_default()
 }
@@ -446,10 +460,8 @@ pub(super) fn emit_group(
                 for port in 0..cs[0].len() {
                     nc.push(match &cs[0][port] {
                         Some(t0) => {
-                            let vs: Vec<Vec<f32>> = cs
-                                .iter()
-                                .map(|c| f32s(c[port].as_ref().expect("param")))
-                                .collect();
+                            let vs: Vec<Vec<f32>> =
+                                param(&cs, port)?.into_iter().map(f32s).collect();
                             let sum: Vec<f32> = (0..vs[0].len())
                                 .map(|j| vs.iter().zip(&scale).map(|(v, s)| v[j] * s).sum())
                                 .collect();
@@ -467,16 +479,14 @@ pub(super) fn emit_group(
                 let conv_g1 = matches!(&n0.op, Op::Conv(c) if c.group == 1);
                 if kd == Kind::Dense || conv_g1 {
                     // One wide layer over the shared input: weights along the output dim.
-                    let ws: Vec<&Tensor> =
-                        cs.iter().map(|c| c[0].as_ref().expect("weight")).collect();
+                    let ws: Vec<&Tensor> = param(&cs, 0)?;
                     let w = match &gemm {
                         Some(gm) if !gm.trans_b => join1(&ws, &vec![1.0; m])?,
                         _ => stack0(&ws)?,
                     };
                     let b = match cs[0].get(1) {
                         Some(Some(_)) => {
-                            let bs: Vec<&Tensor> =
-                                cs.iter().map(|c| c[1].as_ref().expect("bias")).collect();
+                            let bs: Vec<&Tensor> = param(&cs, 1)?;
                             Some(join_last(&bs)?)
                         }
                         _ => None,
@@ -496,9 +506,11 @@ pub(super) fn emit_group(
             }
             State::Folded(_) => return Err(failed("layer after the folded last layer")),
             State::Wide(_) | State::Parts(_) if kd == Kind::Dense => {
-                let gm = gemm.clone().expect("gemm");
+                let gm = gemm
+                    .clone()
+                    .ok_or_else(|| failed("a dense layer that is not a Gemm"))?;
                 let from_wide = matches!(state, State::Wide(_));
-                let ws: Vec<&Tensor> = cs.iter().map(|c| c[0].as_ref().expect("weight")).collect();
+                let ws: Vec<&Tensor> = param(&cs, 0)?;
                 let bias: Vec<Option<&Tensor>> = cs
                     .iter()
                     .map(|c| c.get(1).and_then(|b| b.as_ref()))
@@ -530,12 +542,18 @@ pub(super) fn emit_group(
                         && !bias.is_empty()
                         && bias[0].is_some()
                     {
-                        let bs: Vec<Vec<f32>> =
-                            bias.iter().map(|b| f32s(b.expect("bias"))).collect();
+                        let bs: Vec<Vec<f32>> = bias.iter().flatten().map(|b| f32s(b)).collect();
                         let sum: Vec<f32> = (0..bs[0].len())
                             .map(|j| bs.iter().zip(&scale).map(|(b, s)| b[j] * s).sum())
                             .collect();
-                        Some(tensor(bias[0].expect("bias").dims().to_vec(), &sum)?)
+                        Some(tensor(
+                            bias.iter()
+                                .flatten()
+                                .next()
+                                .map(|b| b.dims().to_vec())
+                                .unwrap_or_default(),
+                            &sum,
+                        )?)
                     } else {
                         None
                     };
@@ -575,7 +593,7 @@ pub(super) fn emit_group(
                         if cs[0].len() > 1 {
                             nc.push(match bias[0] {
                                 Some(_) => Some(join_last(
-                                    &bias.iter().map(|b| b.expect("bias")).collect::<Vec<_>>(),
+                                    &bias.iter().flatten().copied().collect::<Vec<_>>(),
                                 )?),
                                 None => None,
                             });
@@ -597,12 +615,10 @@ pub(super) fn emit_group(
                     let Op::Conv(mut c) = n0.op.clone() else {
                         return Err(failed("not a conv"));
                     };
-                    let ws: Vec<&Tensor> =
-                        cs.iter().map(|c| c[0].as_ref().expect("weight")).collect();
+                    let ws: Vec<&Tensor> = param(&cs, 0)?;
                     let mut nc = vec![Some(stack0(&ws)?)];
                     if let Some(Some(_)) = cs[0].get(1) {
-                        let bs: Vec<&Tensor> =
-                            cs.iter().map(|c| c[1].as_ref().expect("bias")).collect();
+                        let bs: Vec<&Tensor> = param(&cs, 1)?;
                         nc.push(Some(join_last(&bs)?));
                     }
                     lines.push(format!(
@@ -616,10 +632,7 @@ pub(super) fn emit_group(
                 Kind::BatchNorm => {
                     let mut nc = vec![];
                     for port in 0..4 {
-                        let ts: Vec<&Tensor> = cs
-                            .iter()
-                            .map(|c| c[port].as_ref().expect("param"))
-                            .collect();
+                        let ts: Vec<&Tensor> = param(&cs, port)?;
                         nc.push(Some(join_last(&ts)?));
                     }
                     lines.push(format!("{label}: parameters concatenated per channel"));
