@@ -349,17 +349,7 @@ fn jit_one(dir: &Path, t: &mut JitTally) {
             return;
         }
     };
-    let shapes: Vec<(String, Vec<usize>)> = m
-        .graph
-        .inputs()
-        .iter()
-        .zip(&inputs)
-        .map(|(v, x)| (m.graph.value(*v).name.clone(), x.dims().to_vec()))
-        .collect();
-    let opts = smelt::codegen::jit::Options {
-        input_shapes: shapes,
-        ..Default::default()
-    };
+    let opts = common::jit_options(&m, &inputs);
     let compiled = guarded(|| smelt::compile_jit(&m, &opts).map_err(|e| e.to_string()));
     if !unsupported.is_empty() {
         t.unsupported_tests += 1;
@@ -473,17 +463,7 @@ fn jit_loop_with_a_run_time_trip_count_guards_its_scan_outputs() {
     let dir = shared.join("onnx-node-tests/test_range_float_type_positive_delta_expanded");
     let m = smelt_onnx::load_model(&dir.join("model.onnx")).unwrap();
     let (inputs, expected) = common::read_test_data(&dir.join("test_data_set_0")).unwrap();
-    let shapes: Vec<(String, Vec<usize>)> = m
-        .graph
-        .inputs()
-        .iter()
-        .zip(&inputs)
-        .map(|(v, x)| (m.graph.value(*v).name.clone(), x.dims().to_vec()))
-        .collect();
-    let opts = smelt::codegen::jit::Options {
-        input_shapes: shapes,
-        ..Default::default()
-    };
+    let opts = common::jit_options(&m, &inputs);
     let mut cm = smelt::compile_jit(&m, &opts).unwrap();
     let views: Vec<_> = inputs.iter().map(|t| t.into()).collect();
     check(cm.run(&views).map_err(|e| e.to_string()), &expected).unwrap();
@@ -507,17 +487,7 @@ fn jit_lstm_checks_run_time_sequence_lens() {
     let dir = shared.join("onnx-node-tests/test_lstm_with_peepholes");
     let m = smelt_onnx::load_model(&dir.join("model.onnx")).unwrap();
     let (inputs, expected) = common::read_test_data(&dir.join("test_data_set_0")).unwrap();
-    let shapes: Vec<(String, Vec<usize>)> = m
-        .graph
-        .inputs()
-        .iter()
-        .zip(&inputs)
-        .map(|(v, x)| (m.graph.value(*v).name.clone(), x.dims().to_vec()))
-        .collect();
-    let opts = smelt::codegen::jit::Options {
-        input_shapes: shapes,
-        ..Default::default()
-    };
+    let opts = common::jit_options(&m, &inputs);
     let mut cm = smelt::compile_jit(&m, &opts).unwrap();
     let views: Vec<_> = inputs.iter().map(|t| t.into()).collect();
     check(cm.run(&views).map_err(|e| e.to_string()), &expected).unwrap();

@@ -85,17 +85,7 @@ fn run_case(label: &str, mut g: Graph, rng: &mut Rng, tol: Tolerance, t: &mut Ta
             return;
         }
     };
-    let shapes = m
-        .graph
-        .inputs()
-        .iter()
-        .zip(&inputs)
-        .map(|(v, x)| (m.graph.value(*v).name.clone(), x.dims().to_vec()))
-        .collect();
-    let opts = smelt::codegen::jit::Options {
-        input_shapes: shapes,
-        ..Default::default()
-    };
+    let opts = common::jit_options(&m, &inputs);
     let text = m.graph.to_text();
     let mut cm = match smelt::compile_jit(&m, &opts) {
         Ok(c) => c,

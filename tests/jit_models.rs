@@ -2,22 +2,8 @@
 
 mod common;
 
-use smelt::codegen::jit::{Options, TensorView};
+use smelt::codegen::jit::TensorView;
 use smelt_verify::{compare_all, Tolerance};
-
-fn options_for(m: &smelt_ir::Model, inputs: &[smelt_ir::Tensor]) -> Options {
-    let shapes = m
-        .graph
-        .inputs()
-        .iter()
-        .zip(inputs)
-        .map(|(v, t)| (m.graph.value(*v).name.clone(), t.dims().to_vec()))
-        .collect();
-    Options {
-        input_shapes: shapes,
-        ..Default::default()
-    }
-}
 
 #[test]
 fn every_fixture_compiles_and_matches_onnxruntime() {
@@ -37,7 +23,7 @@ fn every_fixture_compiles_and_matches_onnxruntime() {
         };
         // `smelt check` and compilation agree.
         let unsupported = smelt::check_native(&m);
-        let compiled = smelt::compile_jit(&m, &options_for(&m, &inputs));
+        let compiled = smelt::compile_jit(&m, &common::jit_options(&m, &inputs));
         assert_eq!(
             unsupported.is_empty(),
             compiled.is_ok(),
@@ -88,7 +74,7 @@ fn digits_test_set_logits_match_onnxruntime() {
                 .unwrap()
                 .1;
         let refs = common::samples(&reference, &[1, 10]);
-        let mut cm = smelt::compile_jit(&m, &options_for(&m, &xs[..1])).unwrap();
+        let mut cm = smelt::compile_jit(&m, &common::jit_options(&m, &xs[..1])).unwrap();
         let mut worst = 0.0f64;
         for (x, r) in xs.iter().zip(&refs) {
             let out = cm.run(&[x.into()]).unwrap();
@@ -107,7 +93,7 @@ fn real_models_on_the_jit() {
         let m = smelt_onnx::load_model(&model).unwrap();
         let sets = common::subdirs(&d, "test_data_set_");
         let first = common::read_numbered(&sets[0], "input");
-        let mut cm = smelt::compile_jit(&m, &options_for(&m, &first))
+        let mut cm = smelt::compile_jit(&m, &common::jit_options(&m, &first))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         for set in &sets {
             let inputs = common::read_numbered(set, "input");

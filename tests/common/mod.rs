@@ -188,3 +188,18 @@ pub fn real_models() -> Vec<(String, PathBuf, PathBuf)> {
     }
     v
 }
+
+/// JIT options binding each graph input to the shape of the given tensor.
+pub fn jit_options(m: &smelt_ir::Model, inputs: &[Tensor]) -> smelt::codegen::jit::Options {
+    let shapes = m
+        .graph
+        .inputs()
+        .iter()
+        .zip(inputs)
+        .map(|(v, x)| (m.graph.value(*v).name.clone(), x.dims().to_vec()))
+        .collect();
+    smelt::codegen::jit::Options {
+        input_shapes: shapes,
+        ..Default::default()
+    }
+}
