@@ -78,9 +78,13 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let mut scale: Vec<f64> = (0..r)
         .map(|k| y.dims[k] as f64 / x.dims[k].max(1) as f64)
         .collect();
+    // The output length the coordinate transform divides by: `scale * input length`, not
+    // rounded, when a scale is given (ONNX's reference: 2 * 0.6 = 1.2 with align_corners).
+    let mut out_len: Vec<f64> = y.dims.iter().map(|d| *d as f64).collect();
     if let Some(sc) = &given {
         for (a, s) in axes.iter().zip(sc) {
             scale[*a] = *s;
+            out_len[*a] = *s * x.dims[*a] as f64;
         }
     }
     let xs = strides(&x.dims);
@@ -105,8 +109,8 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     }
                 }
                 "align_corners" => {
-                    if n_out > 1 {
-                        xf * (n_in as f64 - 1.0) / (n_out as f64 - 1.0)
+                    if out_len[k] != 1.0 {
+                        xf * (n_in as f64 - 1.0) / (out_len[k] - 1.0)
                     } else {
                         0.0
                     }
