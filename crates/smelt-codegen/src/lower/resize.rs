@@ -1,10 +1,12 @@
-//! Resize with `nearest` (every `nearest_mode`) and `linear` (multilinear over the resized
-//! axes) for the coordinate transformation modes half_pixel, pytorch_half_pixel,
-//! align_corners, asymmetric and tf_half_pixel_for_nearest.
+//! Resize with `nearest` (every `nearest_mode`), `linear` (multilinear over the resized axes)
+//! and `cubic` (bicubic with `cubic_coeff_a` and `exclude_outside`) for the coordinate
+//! transformation modes half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners,
+//! asymmetric and tf_half_pixel_for_nearest.
 //!
-//! Every axis gets a table built at compile time: for each output index, the byte offsets of
-//! the two input neighbours and the weight of the second. The generated code walks the output,
-//! adds up offsets level by level and blends the 2^k corners of the k interpolated axes.
+//! Every axis gets tables built at compile time: for each output index, the byte offsets of its
+//! input taps (one for nearest, two for linear, four for cubic; edges repeat) and their
+//! weights. The generated code walks the output, adds up offsets level by level and blends the
+//! product of the taps of every axis.
 
 use super::{strides, Ctx, Lanes, NodeIo, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -15,7 +17,7 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
     let Op::Resize(o) = &g.node(id).op else {
         return Ok(());
     };
-    if o.mode != "nearest" && o.mode != "linear" {
+    if o.mode != "nearest" && o.mode != "linear" && o.mode != "cubic" {
         return Err(format!("Resize mode `{}` is not supported", o.mode));
     }
     if o.antialias != 0 {
@@ -23,6 +25,7 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
     }
     match o.coordinate_transformation_mode.as_str() {
         "half_pixel"
+        | "half_pixel_symmetric"
         | "pytorch_half_pixel"
         | "align_corners"
         | "asymmetric"
@@ -48,11 +51,23 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
     }
 }
 
+/// The taps of one axis: per tap, the byte offsets of the input element for each output index
+/// and, unless the axis has one tap, their weights.
 struct Axis {
-    /// Byte offsets of the first neighbour, per output index.
-    off0: Vec<i64>,
-    /// Byte offsets of the second neighbour and its weight (linear axes only).
-    lin: Option<(Vec<i64>, Vec<f32>)>,
+    taps: Vec<(Vec<i64>, Option<Vec<f32>>)>,
+}
+
+/// ONNX's cubic convolution coefficients for the four taps around a point at `ratio` (in
+/// `(0, 1]`) past the second tap.
+fn cubic_coeffs(ratio: f64, a: f64) -> [f64; 4] {
+    let r = ratio;
+    let q = 1.0 - ratio;
+    [
+        ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
+        ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
+        ((a + 2.0) * q - (a + 3.0)) * q * q + 1.0,
+        ((a * (q + 1.0) - 5.0 * a) * (q + 1.0) + 8.0 * a) * (q + 1.0) - 4.0 * a,
+    ]
 }
 
 /// Lowers Resize.
@@ -90,17 +105,29 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let xs = strides(&x.dims);
     let mode = o.coordinate_transformation_mode.as_str();
     let linear = o.mode == "linear";
+    let cubic = o.mode == "cubic";
     let mut tabs = vec![];
     for k in 0..r {
         let (n_in, n_out, s) = (x.dims[k], y.dims[k], scale[k]);
-        let mut off0 = vec![];
-        let mut off1 = vec![];
-        let mut wts = vec![];
+        let ntaps = if cubic {
+            4
+        } else if linear {
+            2
+        } else {
+            1
+        };
+        let mut offs = vec![vec![]; ntaps];
+        let mut wts = vec![vec![]; ntaps];
         let mut trivial = true;
         for i in 0..n_out {
             let xf = i as f64;
             let orig = match mode {
                 "half_pixel" => (xf + 0.5) / s - 0.5,
+                "half_pixel_symmetric" => {
+                    let adjustment = n_out as f64 / out_len[k];
+                    let center = n_in as f64 / 2.0;
+                    center * (1.0 - adjustment) + (xf + 0.5) / s - 0.5
+                }
                 "pytorch_half_pixel" => {
                     if n_out > 1 {
                         (xf + 0.5) / s - 0.5
@@ -119,7 +146,37 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 _ => xf / s,
             };
             let last = n_in.saturating_sub(1) as f64;
-            if linear {
+            let at = |j: f64| j.clamp(0.0, last) as i64 * xs[k] * 4;
+            if cubic {
+                // The four inputs nearest to `orig` (the left one on a tie), edges repeated;
+                // `exclude_outside` drops the taps outside the input and renormalises.
+                let first = orig.ceil() - 2.0;
+                let ratio = if orig.fract() == 0.0 {
+                    1.0
+                } else {
+                    orig - orig.floor()
+                };
+                let mut c = cubic_coeffs(ratio, o.cubic_coeff_a as f64);
+                if o.exclude_outside != 0 {
+                    for (t, ct) in c.iter_mut().enumerate() {
+                        let j = first + t as f64;
+                        if j < 0.0 || j > last {
+                            *ct = 0.0;
+                        }
+                    }
+                    let sum: f64 = c.iter().sum();
+                    if sum != 0.0 {
+                        for ct in c.iter_mut() {
+                            *ct /= sum;
+                        }
+                    }
+                }
+                for t in 0..4 {
+                    offs[t].push(at(first + t as f64));
+                    wts[t].push(c[t] as f32);
+                }
+                trivial = false;
+            } else if linear {
                 let c = orig.clamp(0.0, last);
                 let i0 = c.floor();
                 let i1 = (i0 + 1.0).min(last);
@@ -127,9 +184,10 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 if w != 0.0 || i0 as usize != i {
                     trivial = false;
                 }
-                off0.push(i0 as i64 * xs[k] * 4);
-                off1.push(i1 as i64 * xs[k] * 4);
-                wts.push(w);
+                offs[0].push(at(i0));
+                offs[1].push(at(i1));
+                wts[0].push(1.0 - w);
+                wts[1].push(w);
             } else {
                 let v = match o.nearest_mode.as_str() {
                     "round_prefer_ceil" => (orig + 0.5).floor(),
@@ -137,31 +195,34 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     "ceil" => orig.ceil(),
                     _ => (orig - 0.5).ceil(),
                 };
-                let v = v.clamp(0.0, last);
-                off0.push(v as i64 * xs[k] * 4);
+                offs[0].push(at(v));
             }
         }
-        let lin = if linear && !trivial {
-            Some((off1, wts))
+        let taps = if ntaps == 1 || trivial {
+            // One tap of weight one.
+            vec![(offs.swap_remove(0), None)]
         } else {
-            None
+            offs.into_iter()
+                .zip(wts)
+                .map(|(o, w)| (o, Some(w)))
+                .collect()
         };
-        tabs.push(Axis { off0, lin });
+        tabs.push(Axis { taps });
     }
     // Tables into the weights object.
-    let mut addrs = vec![];
+    let mut addrs: Vec<Vec<(u64, Option<u64>)>> = vec![];
     for t in &tabs {
-        let b0: Vec<u8> = t.off0.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let o0 = cx.add_weights(&b0);
-        let lin = match &t.lin {
-            Some((o1, w)) => {
-                let b1: Vec<u8> = o1.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut level = vec![];
+        for (o, w) in &t.taps {
+            let bo: Vec<u8> = o.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let oa = cx.add_weights(&bo);
+            let wa = w.as_ref().map(|w| {
                 let bw: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
-                Some((cx.add_weights(&b1), cx.add_weights(&bw)))
-            }
-            None => None,
-        };
-        addrs.push((o0, lin));
+                cx.add_weights(&bw)
+            });
+            level.push((oa, wa));
+        }
+        addrs.push(level);
     }
     let xp = cx.addr(io.g, x)?;
     let yp = cx.addr(io.g, y)?;
@@ -175,7 +236,7 @@ fn walk(
     cx: &mut Ctx,
     dims: &[usize],
     ys: &[i64],
-    addrs: &[(u64, Option<(u64, u64)>)],
+    addrs: &[Vec<(u64, Option<u64>)>],
     k: usize,
     corners: Vec<(Value, Value)>,
     yp: Value,
@@ -193,35 +254,32 @@ fn walk(
         cx.store(v, yp, 0);
         return Ok(());
     }
-    let (t0, lin) = addrs[k];
+    let level = &addrs[k];
     cx.for_n(dims[k], |cx, i| {
-        let tb = cx.weights_at(t0);
-        let ta = cx.index(tb, i, 8);
-        let o0 = cx.load(types::I64, ta, 0);
+        let mut taps = vec![];
+        for (to, tw) in level {
+            let tb = cx.weights_at(*to);
+            let ta = cx.index(tb, i, 8);
+            let off = cx.load(types::I64, ta, 0);
+            let wt = match tw {
+                Some(tw) => {
+                    let wb = cx.weights_at(*tw);
+                    let wa = cx.index(wb, i, 4);
+                    Some(cx.load(types::F32, wa, 0))
+                }
+                None => None,
+            };
+            taps.push((off, wt));
+        }
         let mut next = vec![];
-        match lin {
-            None => {
-                for (a, w) in &corners {
-                    next.push((cx.b.ins().iadd(*a, o0), *w));
-                }
-            }
-            Some((t1, tw)) => {
-                let tb1 = cx.weights_at(t1);
-                let ta1 = cx.index(tb1, i, 8);
-                let o1 = cx.load(types::I64, ta1, 0);
-                let twb = cx.weights_at(tw);
-                let wa = cx.index(twb, i, 4);
-                let w1 = cx.load(types::F32, wa, 0);
-                let one = cx.fconst(Lanes::One, 1.0);
-                let w0 = cx.b.ins().fsub(one, w1);
-                for (a, w) in &corners {
-                    let a0 = cx.b.ins().iadd(*a, o0);
-                    let ww0 = cx.b.ins().fmul(*w, w0);
-                    next.push((a0, ww0));
-                    let a1 = cx.b.ins().iadd(*a, o1);
-                    let ww1 = cx.b.ins().fmul(*w, w1);
-                    next.push((a1, ww1));
-                }
+        for (a, w) in &corners {
+            for (off, wt) in &taps {
+                let at = cx.b.ins().iadd(*a, *off);
+                let ww = match wt {
+                    Some(t) => cx.b.ins().fmul(*w, *t),
+                    None => *w,
+                };
+                next.push((at, ww));
             }
         }
         let yo = cx.index(yp, i, ys[k]);
