@@ -1,11 +1,11 @@
 //! Resize with `nearest` (every `nearest_mode`), `linear` (multilinear over the resized axes)
-//! and `cubic` (bicubic with `cubic_coeff_a` and `exclude_outside`) for the coordinate
-//! transformation modes half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners,
-//! asymmetric and tf_half_pixel_for_nearest.
+//! and `cubic` (bicubic with `cubic_coeff_a` and `exclude_outside`), linear and cubic also
+//! antialiased, for the coordinate transformation modes half_pixel, half_pixel_symmetric,
+//! pytorch_half_pixel, align_corners, asymmetric and tf_half_pixel_for_nearest.
 //!
 //! Every axis gets tables built at compile time: for each output index, the byte offsets of its
-//! input taps (one for nearest, two for linear, four for cubic; edges repeat) and their
-//! weights. The generated code walks the output, adds up offsets level by level and blends the
+//! input taps (one for nearest, two for linear, four for cubic, more when antialiasing
+//! stretches the filter; edges repeat) and their weights. The generated code walks the output, adds up offsets level by level and blends the
 //! product of the taps of every axis.
 
 use super::{strides, Ctx, Lanes, NodeIo, R};
@@ -19,9 +19,6 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
     };
     if o.mode != "nearest" && o.mode != "linear" && o.mode != "cubic" {
         return Err(format!("Resize mode `{}` is not supported", o.mode));
-    }
-    if o.antialias != 0 {
-        return Err("Resize with antialias is not supported".into());
     }
     match o.coordinate_transformation_mode.as_str() {
         "half_pixel"
@@ -49,6 +46,47 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
         Some(smelt_ir::DType::F32) => Ok(()),
         _ => Err("Resize takes f32 data".into()),
     }
+}
+
+/// Divides every coefficient by their sum (a zero sum leaves them).
+fn normalised(c: Vec<f64>) -> Vec<f64> {
+    let sum: f64 = c.iter().sum();
+    if sum == 0.0 {
+        return c;
+    }
+    c.into_iter().map(|v| v / sum).collect()
+}
+
+/// ONNX's antialiased cubic coefficients: the cubic kernel stretched by `1 / scale` (scale at
+/// most one), normalised.
+fn cubic_coeffs_antialias(ratio: f64, scale: f64, a: f64) -> Vec<f64> {
+    let coeff = |x: f64| {
+        let x = x.abs();
+        let (x2, x3) = (x * x, x * x * x);
+        if x <= 1.0 {
+            (a + 2.0) * x3 - (a + 3.0) * x2 + 1.0
+        } else if x < 2.0 {
+            a * x3 - 5.0 * a * x2 + 8.0 * a * x - 4.0 * a
+        } else {
+            0.0
+        }
+    };
+    let start = (-2.0 / scale).floor() as i64 + 1;
+    normalised(
+        (start..2 - start)
+            .map(|i| coeff(scale * (i as f64 - ratio)))
+            .collect(),
+    )
+}
+
+/// ONNX's antialiased linear coefficients: the triangle stretched by `1 / scale`, normalised.
+fn linear_coeffs_antialias(ratio: f64, scale: f64) -> Vec<f64> {
+    let start = (-1.0 / scale).floor() as i64 + 1;
+    normalised(
+        (start..2 - start)
+            .map(|i| (1.0 - ((i as f64 - ratio) * scale).abs()).clamp(0.0, 1.0))
+            .collect(),
+    )
 }
 
 /// The taps of one axis: per tap, the byte offsets of the input element for each output index
@@ -106,10 +144,19 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let mode = o.coordinate_transformation_mode.as_str();
     let linear = o.mode == "linear";
     let cubic = o.mode == "cubic";
+    let antialias = o.antialias != 0 && (linear || cubic);
     let mut tabs = vec![];
     for k in 0..r {
         let (n_in, n_out, s) = (x.dims[k], y.dims[k], scale[k]);
-        let ntaps = if cubic {
+        // Antialiasing widens the filter by 1 / scale when downsampling.
+        let sa = s.min(1.0);
+        if antialias && !(sa > 0.0 && sa.is_finite()) {
+            return Err(format!("Resize scale {s} cannot be antialiased"));
+        }
+        let ntaps = if antialias {
+            let half = if cubic { 2.0 } else { 1.0 };
+            (2.0 - 2.0 * ((-half / sa).floor() + 1.0)) as usize
+        } else if cubic {
             4
         } else if linear {
             2
@@ -147,16 +194,29 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             };
             let last = n_in.saturating_sub(1) as f64;
             let at = |j: f64| j.clamp(0.0, last) as i64 * xs[k] * 4;
-            if cubic {
-                // The four inputs nearest to `orig` (the left one on a tie), edges repeated;
+            if cubic || antialias {
+                // The `ntaps` inputs nearest to `orig` (the left one on a tie) in the input
+                // padded by `ntaps / 2` repeated edge elements, as ONNX's reference picks them;
                 // `exclude_outside` drops the taps outside the input and renormalises.
-                let first = orig.ceil() - 2.0;
+                let n = ntaps as f64;
+                let pad = (n / 2.0).ceil();
+                let first = (orig.ceil() - n / 2.0)
+                    .max(-pad)
+                    .min(last + pad - (n - 1.0));
                 let ratio = if orig.fract() == 0.0 {
                     1.0
                 } else {
                     orig - orig.floor()
                 };
-                let mut c = cubic_coeffs(ratio, o.cubic_coeff_a as f64);
+                let a = o.cubic_coeff_a as f64;
+                let mut c = match (antialias, cubic) {
+                    (false, _) => cubic_coeffs(ratio, a).to_vec(),
+                    (true, true) => cubic_coeffs_antialias(ratio, sa, a),
+                    (true, false) => linear_coeffs_antialias(ratio, sa),
+                };
+                if c.len() != ntaps {
+                    return Err("Resize's filter has an unexpected width".into());
+                }
                 if o.exclude_outside != 0 {
                     for (t, ct) in c.iter_mut().enumerate() {
                         let j = first + t as f64;
@@ -171,7 +231,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                         }
                     }
                 }
-                for t in 0..4 {
+                for t in 0..ntaps {
                     offs[t].push(at(first + t as f64));
                     wts[t].push(c[t] as f32);
                 }
