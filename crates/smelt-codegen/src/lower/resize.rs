@@ -1,12 +1,13 @@
 //! Resize with `nearest` (every `nearest_mode`), `linear` (multilinear over the resized axes)
 //! and `cubic` (bicubic with `cubic_coeff_a` and `exclude_outside`), linear and cubic also
 //! antialiased, for the coordinate transformation modes half_pixel, half_pixel_symmetric,
-//! pytorch_half_pixel, align_corners, asymmetric and tf_half_pixel_for_nearest.
+//! pytorch_half_pixel, align_corners, asymmetric, tf_half_pixel_for_nearest and
+//! tf_crop_and_resize (outputs mapped outside the input take `extrapolation_value`).
 //!
 //! Every axis gets tables built at compile time: for each output index, the byte offsets of its
 //! input taps (one for nearest, two for linear, four for cubic, more when antialiasing
-//! stretches the filter; edges repeat) and their weights. The generated code walks the output, adds up offsets level by level and blends the
-//! product of the taps of every axis.
+//! stretches the filter; edges repeat) and their weights. The generated code walks the output,
+//! adds up offsets level by level and blends the product of the taps of every axis.
 
 use super::{strides, Ctx, Lanes, NodeIo, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -26,6 +27,7 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
         | "pytorch_half_pixel"
         | "align_corners"
         | "asymmetric"
+        | "tf_crop_and_resize"
         | "tf_half_pixel_for_nearest" => {}
         m => return Err(format!("Resize coordinate mode `{m}` is not supported")),
     }
@@ -35,6 +37,12 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
             if g.const_value(v).is_none() {
                 return Err("Resize's scales and sizes must be constant".into());
             }
+        }
+    }
+    if o.coordinate_transformation_mode == "tf_crop_and_resize" {
+        match ins.get(1).copied().flatten() {
+            Some(v) if g.const_value(v).is_some() => {}
+            _ => return Err("Resize's roi must be constant".into()),
         }
     }
     match ins
@@ -93,6 +101,9 @@ fn linear_coeffs_antialias(ratio: f64, scale: f64) -> Vec<f64> {
 /// and, unless the axis has one tap, their weights.
 struct Axis {
     taps: Vec<(Vec<i64>, Option<Vec<f32>>)>,
+    /// For tf_crop_and_resize: 1 where the output index maps outside the input (the output is
+    /// then the extrapolation value); absent when none does.
+    outside: Option<Vec<u8>>,
 }
 
 /// ONNX's cubic convolution coefficients for the four taps around a point at `ratio` (in
@@ -145,6 +156,25 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let linear = o.mode == "linear";
     let cubic = o.mode == "cubic";
     let antialias = o.antialias != 0 && (linear || cubic);
+    // tf_crop_and_resize: the region of interest per axis, (start, end) in [0, 1] units.
+    let mut roi = vec![(0.0f64, 1.0f64); r];
+    if mode == "tf_crop_and_resize" {
+        let v = io
+            .konst(1)
+            .and_then(|t| t.to_f64_vec())
+            .ok_or("Resize's roi must be constant")?;
+        let n = axes.len();
+        if v.len() != 2 * n {
+            return Err(format!(
+                "Resize's roi has {} values, not {}",
+                v.len(),
+                2 * n
+            ));
+        }
+        for (j, a) in axes.iter().enumerate() {
+            roi[*a] = (v[j], v[n + j]);
+        }
+    }
     let mut tabs = vec![];
     for k in 0..r {
         let (n_in, n_out, s) = (x.dims[k], y.dims[k], scale[k]);
@@ -166,9 +196,10 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         let mut offs = vec![vec![]; ntaps];
         let mut wts = vec![vec![]; ntaps];
         let mut trivial = true;
+        let mut outside = vec![0u8; n_out];
         for i in 0..n_out {
             let xf = i as f64;
-            let orig = match mode {
+            let mut orig = match mode {
                 "half_pixel" => (xf + 0.5) / s - 0.5,
                 "half_pixel_symmetric" => {
                     let adjustment = n_out as f64 / out_len[k];
@@ -176,11 +207,21 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     center * (1.0 - adjustment) + (xf + 0.5) / s - 0.5
                 }
                 "pytorch_half_pixel" => {
-                    if n_out > 1 {
+                    if out_len[k] != 1.0 {
                         (xf + 0.5) / s - 0.5
                     } else {
-                        0.0
+                        -0.5
                     }
+                }
+                "tf_crop_and_resize" => {
+                    let (a, b) = roi[k];
+                    let span = (n_in as f64 - 1.0) * (b - a);
+                    let o = if out_len[k] == 1.0 {
+                        span / 2.0
+                    } else {
+                        xf * span / (out_len[k] - 1.0)
+                    };
+                    o + a * (n_in as f64 - 1.0)
                 }
                 "align_corners" => {
                     if out_len[k] != 1.0 {
@@ -194,6 +235,12 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             };
             let last = n_in.saturating_sub(1) as f64;
             let at = |j: f64| j.clamp(0.0, last) as i64 * xs[k] * 4;
+            if mode == "tf_crop_and_resize" && !(0.0..=last).contains(&orig) {
+                // Extrapolated: any taps do, the value is replaced.
+                outside[i] = 1;
+                orig = 0.0;
+                trivial = false;
+            }
             if cubic || antialias {
                 // The `ntaps` inputs nearest to `orig` (the left one on a tie) in the input
                 // padded by `ntaps / 2` repeated edge elements, as ONNX's reference picks them;
@@ -267,10 +314,13 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 .map(|(o, w)| (o, Some(w)))
                 .collect()
         };
-        tabs.push(Axis { taps });
+        tabs.push(Axis {
+            taps,
+            outside: outside.contains(&1).then_some(outside),
+        });
     }
     // Tables into the weights object.
-    let mut addrs: Vec<Vec<(u64, Option<u64>)>> = vec![];
+    let mut addrs: Vec<Level> = vec![];
     for t in &tabs {
         let mut level = vec![];
         for (o, w) in &t.taps {
@@ -282,26 +332,44 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             });
             level.push((oa, wa));
         }
-        addrs.push(level);
+        let out = t.outside.as_ref().map(|v| cx.add_weights(v));
+        addrs.push((level, out));
     }
     let xp = cx.addr(io.g, x)?;
     let yp = cx.addr(io.g, y)?;
     let ys: Vec<i64> = strides(&y.dims).iter().map(|s| s * 4).collect();
     let one = cx.fconst(Lanes::One, 1.0);
-    walk(cx, &y.dims, &ys, &addrs, 0, vec![(xp, one)], yp)
+    let w = Walk {
+        dims: &y.dims,
+        ys: &ys,
+        addrs: &addrs,
+        extrapolation: o.extrapolation_value,
+    };
+    walk(cx, &w, 0, vec![(xp, one)], None, yp)
+}
+
+/// Per axis: the (offset table, weight table) of each tap, and the outside-flags table.
+type Level = (Vec<(u64, Option<u64>)>, Option<u64>);
+
+/// What every level of the output walk shares.
+struct Walk<'a> {
+    dims: &'a [usize],
+    ys: &'a [i64],
+    addrs: &'a [Level],
+    extrapolation: f32,
 }
 
 /// Level `k` of the output walk: `corners` are (input address, weight) pairs so far.
+/// `outside` is a nonzero i8 when some axis so far maps outside the input.
 fn walk(
     cx: &mut Ctx,
-    dims: &[usize],
-    ys: &[i64],
-    addrs: &[Vec<(u64, Option<u64>)>],
+    w: &Walk,
     k: usize,
     corners: Vec<(Value, Value)>,
+    outside: Option<Value>,
     yp: Value,
 ) -> R<()> {
-    if k == dims.len() {
+    if k == w.dims.len() {
         let mut acc: Option<Value> = None;
         for (a, w) in &corners {
             let v = cx.load(types::F32, *a, 0);
@@ -310,12 +378,28 @@ fn walk(
                 Some(s) => cx.fma(v, *w, s),
             });
         }
-        let v = acc.ok_or("no corners")?;
+        let mut v = acc.ok_or("no corners")?;
+        if let Some(f) = outside {
+            let e = cx.fconst(Lanes::One, w.extrapolation);
+            v = cx.b.ins().select(f, e, v);
+        }
         cx.store(v, yp, 0);
         return Ok(());
     }
-    let level = &addrs[k];
-    cx.for_n(dims[k], |cx, i| {
+    let (level, flags) = &w.addrs[k];
+    cx.for_n(w.dims[k], |cx, i| {
+        let outside = match flags {
+            Some(t) => {
+                let tb = cx.weights_at(*t);
+                let ta = cx.index(tb, i, 1);
+                let f = cx.load(types::I8, ta, 0);
+                Some(match outside {
+                    Some(o) => cx.b.ins().bor(o, f),
+                    None => f,
+                })
+            }
+            None => outside,
+        };
         let mut taps = vec![];
         for (to, tw) in level {
             let tb = cx.weights_at(*to);
@@ -342,7 +426,7 @@ fn walk(
                 next.push((at, ww));
             }
         }
-        let yo = cx.index(yp, i, ys[k]);
-        walk(cx, dims, ys, addrs, k + 1, next, yo)
+        let yo = cx.index(yp, i, w.ys[k]);
+        walk(cx, w, k + 1, next, outside, yo)
     })
 }
