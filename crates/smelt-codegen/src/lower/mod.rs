@@ -612,7 +612,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         }
         Op::ArgMax(_) | Op::ArgMin(_) => f32_in(),
         Op::TopK(_) => {
-            f32_in()?;
+            elementwise::check_int_or_f32(dt(0))?;
             const_in(1, "TopK's k")
         }
         Op::Flatten(_) => any_in(),
@@ -641,7 +641,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         }
         Op::Pad(p) => {
             any_in()?;
-            if p.mode != "constant" && p.mode != "edge" && p.mode != "reflect" {
+            if !matches!(p.mode.as_str(), "constant" | "edge" | "reflect" | "wrap") {
                 return Err(format!("Pad mode `{}` is not supported", p.mode));
             }
             const_in(1, "Pad's pads")?;

@@ -9,7 +9,7 @@
 use super::{axis, strides, Ctx, Lanes, NodeIo, R};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use smelt_ir::Op;
+use smelt_ir::{DType, Op};
 
 /// How elements fold into an accumulator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,52 +312,86 @@ pub(crate) fn topk(cx: &mut Ctx, io: &NodeIo, ax: i64, largest: bool) -> R<()> {
     let xp = cx.addr(io.g, x)?;
     let vp = cx.addr(io.g, vals)?;
     let ip = cx.addr(io.g, idxs)?;
+    let float = x.dtype == DType::F32;
+    let ty = super::clif_ty(x.dtype).ok_or("TopK of this dtype is not supported")?;
+    let e = x.elem();
+    if vals.dtype != x.dtype {
+        return Err("TopK's values differ in dtype from its input".into());
+    }
     let (gt, lt) = if largest {
         (FloatCC::GreaterThan, FloatCC::LessThan)
     } else {
         (FloatCC::LessThan, FloatCC::GreaterThan)
     };
+    let signed = x.dtype.is_signed_int();
+    let (igt, ilt) = match (largest, signed) {
+        (true, true) => (IntCC::SignedGreaterThan, IntCC::SignedLessThan),
+        (false, true) => (IntCC::SignedLessThan, IntCC::SignedGreaterThan),
+        (true, false) => (IntCC::UnsignedGreaterThan, IntCC::UnsignedLessThan),
+        (false, false) => (IntCC::UnsignedLessThan, IntCC::UnsignedGreaterThan),
+    };
+    // Float order with ±inf as the "before everything" start; integers start with no
+    // previous element instead (any value is eligible in the first round).
+    let cmp = move |cx: &mut Ctx, fc: FloatCC, ic: IntCC, a: Value, b: Value| -> Value {
+        if float {
+            cx.b.ins().fcmp(fc, a, b)
+        } else {
+            cx.b.ins().icmp(ic, a, b)
+        }
+    };
     cx.nest(
         &[outer, inner],
         &[
-            vec![(d * inner * 4) as i64, 4],
-            vec![(k * inner * 4) as i64, 4],
+            vec![(d * inner * e) as i64, e as i64],
+            vec![(k * inner * e) as i64, e as i64],
             vec![(k * inner * 8) as i64, 8],
         ],
         vec![xp, vp, ip],
         &mut |cx, p| {
             let (src, vdst, idst) = (p[0], p[1], p[2]);
-            let start = cx.fconst(
-                Lanes::One,
-                if largest {
-                    f32::INFINITY
-                } else {
-                    f32::NEG_INFINITY
-                },
-            );
-            let prev_v = cx.var(types::F32, start);
+            let start = if float {
+                cx.fconst(
+                    Lanes::One,
+                    if largest {
+                        f32::INFINITY
+                    } else {
+                        f32::NEG_INFINITY
+                    },
+                )
+            } else {
+                cx.b.ins().iconst(ty, 0)
+            };
+            let prev_v = cx.var(ty, start);
             let m1 = cx.iconst(-1);
             let prev_i = cx.var(types::I64, m1);
             cx.for_n(k, |cx, t| {
                 let pv = cx.b.use_var(prev_v);
                 let pi = cx.b.use_var(prev_i);
-                let nil = cx.fconst(Lanes::One, 0.0);
-                let best_v = cx.var(types::F32, nil);
+                let nil = if float {
+                    cx.fconst(Lanes::One, 0.0)
+                } else {
+                    cx.b.ins().iconst(ty, 0)
+                };
+                let best_v = cx.var(ty, nil);
                 let none = cx.iconst(-1);
                 let best_i = cx.var(types::I64, none);
                 cx.for_n(d, |cx, i| {
-                    let a = cx.index(src, i, (inner * 4) as i64);
-                    let v = cx.load(types::F32, a, 0);
+                    let a = cx.index(src, i, (inner * e) as i64);
+                    let v = cx.load(ty, a, 0);
                     // Eligible: after (pv, pi) in the order.
-                    let after_v = cx.b.ins().fcmp(lt, v, pv);
-                    let same_v = cx.b.ins().fcmp(FloatCC::Equal, v, pv);
+                    let after_v = cmp(cx, lt, ilt, v, pv);
+                    let same_v = cmp(cx, FloatCC::Equal, IntCC::Equal, v, pv);
                     let after_i = cx.b.ins().icmp(IntCC::SignedGreaterThan, i, pi);
                     let tie = cx.b.ins().band(same_v, after_i);
-                    let eligible = cx.b.ins().bor(after_v, tie);
+                    let mut eligible = cx.b.ins().bor(after_v, tie);
+                    if !float {
+                        let first = cx.b.ins().icmp_imm_s(IntCC::Equal, pi, -1);
+                        eligible = cx.b.ins().bor(eligible, first);
+                    }
                     let bv = cx.b.use_var(best_v);
                     let bi = cx.b.use_var(best_i);
                     let empty = cx.b.ins().icmp_imm_s(IntCC::Equal, bi, -1);
-                    let beats = cx.b.ins().fcmp(gt, v, bv);
+                    let beats = cmp(cx, gt, igt, v, bv);
                     let better = cx.b.ins().bor(empty, beats);
                     let take = cx.b.ins().band(eligible, better);
                     let nv = cx.b.ins().select(take, v, bv);
@@ -372,7 +406,7 @@ pub(crate) fn topk(cx: &mut Ctx, io: &NodeIo, ax: i64, largest: bool) -> R<()> {
                 let zero = cx.iconst(0);
                 let neg = cx.b.ins().icmp_imm_s(IntCC::SignedLessThan, bi, 0);
                 let bi_out = cx.b.ins().select(neg, zero, bi);
-                let va = cx.index(vdst, t, (inner * 4) as i64);
+                let va = cx.index(vdst, t, (inner * e) as i64);
                 cx.store(bv, va, 0);
                 let ia = cx.index(idst, t, (inner * 8) as i64);
                 cx.store(bi_out, ia, 0);
