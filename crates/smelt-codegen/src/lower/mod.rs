@@ -607,7 +607,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::ReduceL1(_)
         | Op::ReduceSumSquare(_)
         | Op::ReduceLogSumExp(_) => {
-            f32_in()?;
+            reduce::check_dtype(&node.op, dt(0))?;
             const_in(1, "the reduction axes")
         }
         Op::ArgMax(_) | Op::ArgMin(_) => f32_in(),

@@ -137,8 +137,11 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let xs = strides(&x.dims);
     let kept: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
     let kdims: Vec<usize> = kept.iter().map(|a| x.dims[*a]).collect();
-    if y.len() != kdims.iter().product::<usize>() || x.dtype != smelt_ir::DType::F32 {
+    if y.len() != kdims.iter().product::<usize>() || x.dtype != y.dtype {
         return Err("the reduction's output does not fit its input".into());
+    }
+    if x.dtype != DType::F32 {
+        return reduce_scalar(cx, io, &x, &y, &axes, &kept, fold, post);
     }
     let rdims: Vec<usize> = axes.iter().map(|a| x.dims[*a]).collect();
     let count: usize = rdims.iter().product();
@@ -197,6 +200,122 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             }
         };
         cx.store(m, p[1], 0);
+        Ok(())
+    })
+}
+
+/// Dtypes a reduction takes: f32 for every reduction; f64 for Sum, Mean, Max, Min and Prod;
+/// 8- to 64-bit integers for Sum, Max, Min and Prod; bool for Max (any) and Min (all).
+pub(crate) fn check_dtype(op: &Op, d: Option<DType>) -> R<()> {
+    let basic = matches!(
+        op,
+        Op::ReduceSum(_) | Op::ReduceMax(_) | Op::ReduceMin(_) | Op::ReduceProd(_)
+    );
+    let ok = match d {
+        Some(DType::F32) => true,
+        Some(DType::F64) => basic || matches!(op, Op::ReduceMean(_)),
+        Some(DType::Bool) => matches!(op, Op::ReduceMax(_) | Op::ReduceMin(_)),
+        Some(d) if d.is_int() && super::clif_ty(d).is_some() => basic,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {} is not supported",
+            op.op_type(),
+            d.map(|d| d.to_string())
+                .unwrap_or_else(|| "an unknown dtype".into())
+        ))
+    }
+}
+
+/// A reduction of a non-f32 tensor (see [`check_dtype`]), one element at a time in the
+/// element type: integers wrap like numpy's, bool Max/Min are any/all.
+#[allow(clippy::too_many_arguments)]
+fn reduce_scalar(
+    cx: &mut Ctx,
+    io: &NodeIo,
+    x: &super::Operand,
+    y: &super::Operand,
+    axes: &[usize],
+    kept: &[usize],
+    fold: Fold,
+    post: u8,
+) -> R<()> {
+    check_dtype(io.op(), Some(x.dtype))?;
+    let ty = super::clif_ty(x.dtype).ok_or("unsupported reduction dtype")?;
+    let e = x.elem() as i64;
+    let float = x.dtype.is_float();
+    let signed = x.dtype.is_signed_int();
+    let xs = strides(&x.dims);
+    let kdims: Vec<usize> = kept.iter().map(|a| x.dims[*a]).collect();
+    let rdims: Vec<usize> = axes.iter().map(|a| x.dims[*a]).collect();
+    let count: usize = rdims.iter().product();
+    let kst: Vec<i64> = kept.iter().map(|a| xs[*a] * e).collect();
+    let yst: Vec<i64> = strides(&kdims).iter().map(|s| s * e).collect();
+    let rst: Vec<i64> = axes.iter().map(|a| xs[*a] * e).collect();
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let bits = x.dtype.bits().clamp(8, 64) as u32;
+    let is_bool = x.dtype == DType::Bool;
+    let init = move |cx: &mut Ctx| -> Value {
+        if float {
+            let v = match fold {
+                Fold::Prod => 1.0,
+                Fold::Max => f64::NEG_INFINITY,
+                Fold::Min => f64::INFINITY,
+                _ => 0.0,
+            };
+            return cx.b.ins().f64const(v);
+        }
+        let v: i64 = match fold {
+            Fold::Prod => 1,
+            Fold::Max if signed => i64::MIN >> (64 - bits),
+            Fold::Max => 0,
+            Fold::Min if signed => i64::MAX >> (64 - bits),
+            Fold::Min if is_bool => 1,
+            Fold::Min => -1,
+            _ => 0,
+        };
+        // Immediates of narrow types hold only the type's bits.
+        let v = if bits < 64 {
+            v & ((1i64 << bits) - 1)
+        } else {
+            v
+        };
+        cx.b.ins().iconst(ty, v)
+    };
+    cx.nest(&kdims, &[kst, yst], vec![xp, yp], &mut |cx, p| {
+        let start = init(cx);
+        let acc = cx.var(ty, start);
+        let step: &mut dyn FnMut(&mut Ctx, &[Value]) -> R<()> = &mut |cx, q| {
+            let v = cx.load(ty, q[0], 0);
+            let a = cx.b.use_var(acc);
+            let ins = cx.b.ins();
+            let r = match (fold, float, signed) {
+                (Fold::Max, true, _) => ins.fmax(a, v),
+                (Fold::Min, true, _) => ins.fmin(a, v),
+                (Fold::Prod, true, _) => ins.fmul(a, v),
+                (_, true, _) => ins.fadd(a, v),
+                (Fold::Max, false, true) => ins.smax(a, v),
+                (Fold::Min, false, true) => ins.smin(a, v),
+                (Fold::Max, false, false) => ins.umax(a, v),
+                (Fold::Min, false, false) => ins.umin(a, v),
+                (Fold::Prod, false, _) => ins.imul(a, v),
+                _ => ins.iadd(a, v),
+            };
+            cx.b.def_var(acc, r);
+            Ok(())
+        };
+        cx.nest(&rdims, std::slice::from_ref(&rst), vec![p[0]], step)?;
+        let mut v = cx.b.use_var(acc);
+        if post == 1 {
+            // Mean (f64 only).
+            let k = cx.b.ins().f64const(count as f64);
+            v = cx.b.ins().fdiv(v, k);
+        }
+        cx.store(v, p[1], 0);
         Ok(())
     })
 }
