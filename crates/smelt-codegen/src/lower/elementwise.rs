@@ -283,9 +283,15 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::Sigmoid(_) => un(cx, &|cx, l, a| Ok(math::sigmoid(cx, l, a[0]))),
         Op::Tanh(_) => un(cx, &|cx, l, a| Ok(math::tanh(cx, l, a[0]))),
         Op::Erf(_) => un(cx, &|cx, l, a| Ok(math::erf(cx, l, a[0]))),
+        Op::Exp(_) if dt == DType::F64 => {
+            map_scalar(cx, io, &out, &[&x], &|cx, _, a| Ok(math::exp_f64(cx, a[0])))
+        }
         Op::Exp(_) => un(cx, &|cx, l, a| Ok(math::exp(cx, l, a[0]))),
         Op::Sin(_) => un(cx, &|cx, l, a| Ok(math::sincos(cx, l, a[0], false))),
         Op::Cos(_) => un(cx, &|cx, l, a| Ok(math::sincos(cx, l, a[0], true))),
+        Op::Log(_) if dt == DType::F64 => {
+            map_scalar(cx, io, &out, &[&x], &|cx, _, a| Ok(math::log_f64(cx, a[0])))
+        }
         Op::Log(_) => un(cx, &|cx, l, a| Ok(math::log(cx, l, a[0]))),
         Op::Sqrt(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().sqrt(a[0]))),
         Op::Reciprocal(_) => un(cx, &|cx, l, a| {

@@ -498,8 +498,6 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::Sigmoid(_)
         | Op::Tanh(_)
         | Op::Erf(_)
-        | Op::Exp(_)
-        | Op::Log(_)
         | Op::Sqrt(_)
         | Op::Reciprocal(_)
         | Op::Softplus(_)
@@ -513,6 +511,8 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::HardSwish(_)
         | Op::Gelu(_)
         | Op::PRelu(_) => f32_in(),
+        Op::Exp(_) | Op::Log(_) if dt(0) == Some(DType::F64) => Ok(()),
+        Op::Exp(_) | Op::Log(_) => f32_in(),
         Op::Pow(_) => {
             f32_in()?;
             match dt(1) {
