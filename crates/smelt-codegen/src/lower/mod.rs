@@ -513,14 +513,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::PRelu(_) => f32_in(),
         Op::Exp(_) | Op::Log(_) if dt(0) == Some(DType::F64) => Ok(()),
         Op::Exp(_) | Op::Log(_) => f32_in(),
-        Op::Pow(_) => {
-            f32_in()?;
-            match dt(1) {
-                Some(d) if elementwise::pow_exponent_supported(d) => Ok(()),
-                Some(d) => Err(format!("Pow with a {d} exponent is not supported")),
-                None => Err("Pow's exponent has no known dtype".into()),
-            }
-        }
+        Op::Pow(_) => elementwise::check_pow(dt(0), dt(1)),
         Op::Neg(_) | Op::Abs(_) | Op::Sign(_) => elementwise::check_numeric(dt(0)),
         Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => elementwise::check_arith(dt(0)),
         Op::Min(_) | Op::Max(_) => elementwise::check_arith(dt(0)),

@@ -204,7 +204,8 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     })
 }
 
-/// Dtypes a reduction takes: f32 for every reduction; f64 for Sum, Mean, Max, Min and Prod;
+/// Dtypes a reduction takes: f32 for every reduction; f64 for Sum, Mean, Max, Min, Prod and
+/// LogSumExp;
 /// 8- to 64-bit integers for Sum, Max, Min and Prod; bool for Max (any) and Min (all).
 pub(crate) fn check_dtype(op: &Op, d: Option<DType>) -> R<()> {
     let basic = matches!(
@@ -213,7 +214,7 @@ pub(crate) fn check_dtype(op: &Op, d: Option<DType>) -> R<()> {
     );
     let ok = match d {
         Some(DType::F32) => true,
-        Some(DType::F64) => basic || matches!(op, Op::ReduceMean(_)),
+        Some(DType::F64) => basic || matches!(op, Op::ReduceMean(_) | Op::ReduceLogSumExp(_)),
         Some(DType::Bool) => matches!(op, Op::ReduceMax(_) | Op::ReduceMin(_)),
         Some(d) if d.is_int() && super::clif_ty(d).is_some() => basic,
         _ => false,
@@ -310,6 +311,25 @@ fn reduce_scalar(
         };
         cx.nest(&rdims, std::slice::from_ref(&rst), vec![p[0]], step)?;
         let mut v = cx.b.use_var(acc);
+        if post == 3 {
+            // log-sum-exp (f64): `acc` holds the max; then log(sum(exp(x - max))) + max.
+            let mx = v;
+            let zero = cx.b.ins().f64const(0.0);
+            let sum = cx.var(ty, zero);
+            let step: &mut dyn FnMut(&mut Ctx, &[Value]) -> R<()> = &mut |cx, q| {
+                let x = cx.load(ty, q[0], 0);
+                let d = cx.b.ins().fsub(x, mx);
+                let e = super::math::exp_f64(cx, d);
+                let s = cx.b.use_var(sum);
+                let s = cx.b.ins().fadd(s, e);
+                cx.b.def_var(sum, s);
+                Ok(())
+            };
+            cx.nest(&rdims, std::slice::from_ref(&rst), vec![p[0]], step)?;
+            let s = cx.b.use_var(sum);
+            let lg = super::math::log_f64(cx, s);
+            v = cx.b.ins().fadd(lg, mx);
+        }
         if post == 1 {
             // Mean (f64 only).
             let k = cx.b.ins().f64const(count as f64);
