@@ -1,5 +1,5 @@
-//! Pooling: MaxPool, AveragePool (count_include_pad, ceil_mode, dilations, auto_pad) over 1-D
-//! and 2-D windows, and GlobalAveragePool / GlobalMaxPool.
+//! Pooling: MaxPool, AveragePool (count_include_pad, ceil_mode, dilations, auto_pad) over 1-D,
+//! 2-D and 3-D windows, and GlobalAveragePool / GlobalMaxPool.
 //!
 //! Windowed pools run one output element at a time with the window unrolled; taps outside the
 //! input read a clamped address and are replaced by the fold's identity, so there is no branch
@@ -28,20 +28,22 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
         Op::AveragePool(o) => o.kernel_shape.len(),
         _ => return Ok(()),
     };
-    if k == 0 || k > 2 {
-        return Err(format!("{k}-D pooling is not supported (1-D and 2-D are)"));
+    if k == 0 || k > 3 {
+        return Err(format!("{k}-D pooling is not supported (1-D to 3-D are)"));
     }
     Ok(())
 }
 
+/// The window per spatial axis (1-D and 2-D pools use the last slots; the others have extent
+/// one).
 struct Win {
-    k: [usize; 2],
-    s: [usize; 2],
-    d: [usize; 2],
-    pb: [usize; 2],
-    pe: [usize; 2],
-    inp: [usize; 2],
-    out: [usize; 2],
+    k: [usize; 3],
+    s: [usize; 3],
+    d: [usize; 3],
+    pb: [usize; 3],
+    pe: [usize; 3],
+    inp: [usize; 3],
+    out: [usize; 3],
 }
 
 /// Lowers the pooling ops.
@@ -98,7 +100,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         op => return Err(format!("{} is not a pooling op", op.op_type())),
     };
     let sp = kernel.len();
-    if sp == 0 || sp > 2 || x.dims.len() != sp + 2 || y.dims.len() != sp + 2 {
+    if sp == 0 || sp > 3 || x.dims.len() != sp + 2 || y.dims.len() != sp + 2 {
         return Err("pooling window does not fit the input rank".into());
     }
     let get = |v: &Option<Vec<i64>>, i: usize, def: i64| -> usize {
@@ -110,16 +112,16 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let in_sp: Vec<usize> = x.dims[2..].to_vec();
     let out_sp: Vec<usize> = y.dims[2..].to_vec();
     let mut w = Win {
-        k: [1, 1],
-        s: [1, 1],
-        d: [1, 1],
-        pb: [0, 0],
-        pe: [0, 0],
-        inp: [1, 1],
-        out: [1, 1],
+        k: [1; 3],
+        s: [1; 3],
+        d: [1; 3],
+        pb: [0; 3],
+        pe: [0; 3],
+        inp: [1; 3],
+        out: [1; 3],
     };
-    // 1-D pools use the second slot (one row).
-    let off = 2 - sp;
+    // Lower-dimensional pools use the last slots.
+    let off = 3 - sp;
     for i in 0..sp {
         let j = i + off;
         w.k[j] = kernel[i].max(1) as usize;
@@ -140,17 +142,20 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             explicit_e
         };
     }
-    let ohw = w.out[0] * w.out[1];
+    let out_plane = w.out[0] * w.out[1] * w.out[2];
     cx.for_n(planes, |cx, pl| {
         let xr = cx.index(xp, pl, (plane * 4) as i64);
-        let yr = cx.index(yp, pl, (ohw * 4) as i64);
-        cx.for_n(w.out[0], |cx, oh| {
-            cx.for_n(w.out[1], |cx, ow| {
-                let v = window(cx, &w, xr, oh, ow, max, include_pad)?;
-                let a = cx.index(yr, oh, (w.out[1] * 4) as i64);
-                let a = cx.index(a, ow, 4);
-                cx.store(v, a, 0);
-                Ok(())
+        let yr = cx.index(yp, pl, (out_plane * 4) as i64);
+        cx.for_n(w.out[0], |cx, od| {
+            cx.for_n(w.out[1], |cx, oh| {
+                cx.for_n(w.out[2], |cx, ow| {
+                    let v = window(cx, &w, xr, [od, oh, ow], max, include_pad)?;
+                    let a = cx.index(yr, od, (w.out[1] * w.out[2] * 4) as i64);
+                    let a = cx.index(a, oh, (w.out[2] * 4) as i64);
+                    let a = cx.index(a, ow, 4);
+                    cx.store(v, a, 0);
+                    Ok(())
+                })
             })
         })
     })
@@ -160,8 +165,7 @@ fn window(
     cx: &mut Ctx,
     w: &Win,
     xr: Value,
-    oh: Value,
-    ow: Value,
+    o: [Value; 3],
     max: bool,
     include_pad: bool,
 ) -> R<Value> {
@@ -171,8 +175,8 @@ fn window(
     let one = cx.fconst(Lanes::One, 1.0);
     let zero_f = cx.fconst(Lanes::One, 0.0);
     // Per axis and tap: clamped index, validity, and (for count_include_pad) inside the pads.
-    let mut taps: [Vec<(Value, Value, Value)>; 2] = [vec![], vec![]];
-    for (a, o) in [(0usize, oh), (1usize, ow)] {
+    let mut taps: [Vec<(Value, Value, Value)>; 3] = [vec![], vec![], vec![]];
+    for (a, o) in o.into_iter().enumerate() {
         let base = cx.b.ins().imul_imm_s(o, w.s[a] as i64);
         for k in 0..w.k[a] {
             let i =
@@ -194,29 +198,34 @@ fn window(
             taps[a].push((c, ok, in_pad));
         }
     }
-    for (ih, okh, padh) in taps[0].clone() {
-        let rowp = cx.index(xr, ih, (w.inp[1] * 4) as i64);
-        for (iw, okw, padw) in taps[1].clone() {
-            let a = cx.index(rowp, iw, 4);
-            let v = cx.load(types::F32, a, 0);
-            let ok = cx.b.ins().band(okh, okw);
-            let v = cx.b.ins().select(ok, v, ident);
-            acc = if max {
-                cx.b.ins().fmax(acc, v)
-            } else {
-                cx.b.ins().fadd(acc, v)
-            };
-            if !max {
-                let counted = if include_pad {
-                    cx.b.ins().band(padh, padw)
+    for (id, okd, padd) in taps[0].clone() {
+        let slab = cx.index(xr, id, (w.inp[1] * w.inp[2] * 4) as i64);
+        for (ih, okh, padh) in taps[1].clone() {
+            let rowp = cx.index(slab, ih, (w.inp[2] * 4) as i64);
+            let okdh = cx.b.ins().band(okd, okh);
+            let paddh = cx.b.ins().band(padd, padh);
+            for (iw, okw, padw) in taps[2].clone() {
+                let a = cx.index(rowp, iw, 4);
+                let v = cx.load(types::F32, a, 0);
+                let ok = cx.b.ins().band(okdh, okw);
+                let v = cx.b.ins().select(ok, v, ident);
+                acc = if max {
+                    cx.b.ins().fmax(acc, v)
                 } else {
-                    ok
+                    cx.b.ins().fadd(acc, v)
                 };
-                let inc = cx.b.ins().select(counted, one, zero_f);
-                count = Some(match count {
-                    Some(c) => cx.b.ins().fadd(c, inc),
-                    None => inc,
-                });
+                if !max {
+                    let counted = if include_pad {
+                        cx.b.ins().band(paddh, padw)
+                    } else {
+                        ok
+                    };
+                    let inc = cx.b.ins().select(counted, one, zero_f);
+                    count = Some(match count {
+                        Some(c) => cx.b.ins().fadd(c, inc),
+                        None => inc,
+                    });
+                }
             }
         }
     }
