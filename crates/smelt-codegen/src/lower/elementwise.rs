@@ -94,12 +94,12 @@ fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Valu
     let mut b = base;
     let mut ee = e;
     for k in 0..bits {
-        let bit = cx.b.ins().band_imm(ee, 1);
+        let bit = cx.b.ins().band_imm_s(ee, 1);
         let m = cx.b.ins().imul(r, b);
         r = cx.b.ins().select(bit, m, r);
         if k + 1 < bits {
             b = cx.b.ins().imul(b, b);
-            ee = cx.b.ins().ushr_imm(ee, 1);
+            ee = cx.b.ins().ushr_imm_s(ee, 1);
         }
     }
     let neg = cx.b.ins().icmp_imm_s(IntCC::SignedLessThan, e, 0);
@@ -114,7 +114,7 @@ fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Valu
     } else {
         cx.b.ins().iconst(types::I8, 0)
     };
-    let odd = cx.b.ins().band_imm(e, 1);
+    let odd = cx.b.ins().band_imm_s(e, 1);
     let m1_pow = cx.b.ins().select(odd, m1, one);
     let small = cx.b.ins().select(is_m1, m1_pow, zero);
     let small = cx.b.ins().select(is_one, one, small);

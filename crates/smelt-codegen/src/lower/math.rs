@@ -378,7 +378,7 @@ fn round_f64(cx: &mut Ctx, x: Value) -> Value {
 /// 2^n for an i64 `n` in [-1022, 1023], from bits.
 fn pow2i_f64(cx: &mut Ctx, n: Value) -> Value {
     let b = cx.b.ins().iadd_imm_s(n, 1023);
-    let b = cx.b.ins().ishl_imm(b, 52);
+    let b = cx.b.ins().ishl_imm_s(b, 52);
     cx.b.ins().bitcast(types::F64, bc(), b)
 }
 
@@ -411,7 +411,7 @@ pub(crate) fn exp_f64(cx: &mut Ctx, x: Value) -> Value {
     }
     // 2^n as 2^(n>>1) * 2^(n - n>>1): each half is a normal f64 for n in [-1076, 1024].
     let ni = cx.b.ins().fcvt_to_sint_sat(types::I64, n);
-    let h1 = cx.b.ins().sshr_imm(ni, 1);
+    let h1 = cx.b.ins().sshr_imm_s(ni, 1);
     let h2 = cx.b.ins().isub(ni, h1);
     let s1 = pow2i_f64(cx, h1);
     let s2 = pow2i_f64(cx, h2);
@@ -434,12 +434,12 @@ pub(crate) fn log_f64(cx: &mut Ctx, x: Value) -> Value {
     let z0 = cx.b.ins().iconst(types::I64, 0);
     let eadj = cx.b.ins().select(tiny, m54, z0);
     let b = cx.b.ins().bitcast(types::I64, bc(), xs);
-    let eb = cx.b.ins().ushr_imm(b, 52);
-    let eb = cx.b.ins().band_imm(eb, 0x7ff);
+    let eb = cx.b.ins().ushr_imm_s(b, 52);
+    let eb = cx.b.ins().band_imm_s(eb, 0x7ff);
     let e = cx.b.ins().iadd_imm_s(eb, -1023);
     let e = cx.b.ins().iadd(e, eadj);
-    let mb = cx.b.ins().band_imm(b, 0x000f_ffff_ffff_ffff);
-    let mb = cx.b.ins().bor_imm(mb, 0x3ff0_0000_0000_0000);
+    let mb = cx.b.ins().band_imm_s(b, 0x000f_ffff_ffff_ffff);
+    let mb = cx.b.ins().bor_imm_s(mb, 0x3ff0_0000_0000_0000);
     let m = cx.b.ins().bitcast(types::F64, bc(), mb); // in [1, 2)
     let sqrt2 = cx.b.ins().f64const(std::f64::consts::SQRT_2);
     let big = cx.b.ins().fcmp(FloatCC::GreaterThan, m, sqrt2);
