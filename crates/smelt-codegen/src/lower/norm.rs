@@ -1,5 +1,6 @@
 //! Normalisations: BatchNormalization (inference: folded at compile time into one scale and
-//! shift per channel), LayerNormalization (over the trailing axes from `axis`, with the
+//! shift per channel; training mode: batch statistics per channel at run time, and the
+//! running mean and variance outputs), LayerNormalization (over the trailing axes from `axis`, with the
 //! optional Mean and InvStdDev outputs) and InstanceNormalization (per image and channel).
 //!
 //! Statistics use two passes over contiguous rows (mean, then the mean of squared deviations),
@@ -47,9 +48,120 @@ fn row_operand(cx: &mut Ctx, p: Value, len: usize, l: Lanes, off: Value) -> Valu
     }
 }
 
+/// BatchNormalization in training mode (ONNX's reference): per channel, the mean and (biased)
+/// variance over the batch and spatial dims normalise `x`; the optional outputs 1 and 2 are
+/// `input_mean * momentum + mean * (1 - momentum)` and the same for the variance.
+fn batch_norm_training(cx: &mut Ctx, io: &NodeIo, o: &smelt_ir::ops::BatchNormalization) -> R<()> {
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    let get = |i: usize| -> R<Vec<f32>> {
+        io.konst(i)
+            .and_then(|t| t.to_f32_vec())
+            .ok_or_else(|| "BatchNormalization's parameters must be f32 constants".into())
+    };
+    let (scale, bias, rmean, rvar) = (get(1)?, get(2)?, get(3)?, get(4)?);
+    let n = x.dims.first().copied().unwrap_or(1);
+    let c = x.dims.get(1).copied().unwrap_or(1);
+    let plane: usize = x.dims.iter().skip(2).product();
+    if y.len() != x.len() || [&scale, &bias, &rmean, &rvar].iter().any(|v| v.len() != c) {
+        return Err("BatchNormalization's parameters do not fit its input".into());
+    }
+    let outs: Vec<Option<Operand>> = (1..3).map(|i| io.output(i).ok().cloned()).collect();
+    if outs.iter().flatten().any(|o| o.len() != c) {
+        return Err("BatchNormalization's running statistics do not fit its input".into());
+    }
+    let (sp, bp) = (cx.add_f32s(&scale), cx.add_f32s(&bias));
+    let (mp, vp) = (cx.add_f32s(&rmean), cx.add_f32s(&rvar));
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let out_ps: Vec<Option<Value>> = outs
+        .iter()
+        .map(|o| o.as_ref().map(|o| cx.addr(io.g, o)).transpose())
+        .collect::<R<_>>()?;
+    let row = (plane * 4) as i64;
+    let count = cx.fconst(Lanes::One, (n * plane) as f32);
+    let eps = cx.fconst(Lanes::One, o.epsilon);
+    let mom = cx.fconst(Lanes::One, o.momentum);
+    let one = cx.fconst(Lanes::One, 1.0);
+    cx.for_n(c, |cx, ch| {
+        let xc = cx.index(xp, ch, row);
+        let yc = cx.index(yp, ch, row);
+        // Mean over the batch, then the mean of squared deviations.
+        let zero = cx.fconst(Lanes::One, 0.0);
+        let sum = cx.var(types::F32, zero);
+        cx.for_n(n, |cx, b| {
+            let r = cx.index(xc, b, row * c as i64);
+            let s = fold_contig(cx, r, plane, Fold::Sum, &|_, _, v| v)?;
+            let acc = cx.b.use_var(sum);
+            let acc = cx.b.ins().fadd(acc, s);
+            cx.b.def_var(sum, acc);
+            Ok(())
+        })?;
+        let s = cx.b.use_var(sum);
+        let mean = cx.b.ins().fdiv(s, count);
+        let mv = cx.b.ins().splat(types::F32X4, mean);
+        let sq = cx.var(types::F32, zero);
+        cx.for_n(n, |cx, b| {
+            let r = cx.index(xc, b, row * c as i64);
+            let s = fold_contig(cx, r, plane, Fold::SumSquare, &move |cx, l, v| {
+                let m = if l == Lanes::Four { mv } else { mean };
+                cx.b.ins().fsub(v, m)
+            })?;
+            let acc = cx.b.use_var(sq);
+            let acc = cx.b.ins().fadd(acc, s);
+            cx.b.def_var(sq, acc);
+            Ok(())
+        })?;
+        let ss = cx.b.use_var(sq);
+        let var = cx.b.ins().fdiv(ss, count);
+        let ve = cx.b.ins().fadd(var, eps);
+        let sd = cx.b.ins().sqrt(ve);
+        let at = |cx: &mut Ctx, p: Value| {
+            let a = cx.index(p, ch, 4);
+            cx.load(types::F32, a, 0)
+        };
+        let (k_s, k_b) = (at(cx, sp), at(cx, bp));
+        let ka = cx.b.ins().fdiv(k_s, sd);
+        let mk = cx.b.ins().fmul(mean, ka);
+        let kb = cx.b.ins().fsub(k_b, mk);
+        let kav = cx.b.ins().splat(types::F32X4, ka);
+        let kbv = cx.b.ins().splat(types::F32X4, kb);
+        cx.for_n(n, |cx, b| {
+            let xr = cx.index(xc, b, row * c as i64);
+            let yr = cx.index(yc, b, row * c as i64);
+            cx.vec_loop(plane, &mut |cx, l, off| {
+                let xa = cx.b.ins().iadd(xr, off);
+                let v = cx.load(l.ty(types::F32), xa, 0);
+                let (a, bb) = if l == Lanes::Four {
+                    (kav, kbv)
+                } else {
+                    (ka, kb)
+                };
+                let r = cx.fma(v, a, bb);
+                let ya = cx.b.ins().iadd(yr, off);
+                cx.store(r, ya, 0);
+                Ok(())
+            })
+        })?;
+        // Running statistics.
+        let keep = cx.b.ins().fsub(one, mom);
+        for (out, (stat, input)) in out_ps.iter().zip([(mean, mp), (var, vp)]) {
+            let Some(op) = out else { continue };
+            let prev = at(cx, input);
+            let a = cx.b.ins().fmul(prev, mom);
+            let bterm = cx.b.ins().fmul(stat, keep);
+            let r = cx.b.ins().fadd(a, bterm);
+            let dst = cx.index(*op, ch, 4);
+            cx.store(r, dst, 0);
+        }
+        Ok(())
+    })
+}
+
 /// Lowers the normalisations.
 pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     match io.op() {
+        Op::BatchNormalization(o) if o.training_mode != 0 => batch_norm_training(cx, io, o),
         Op::BatchNormalization(o) => {
             let x = io.input(0)?;
             let y = io.output(0)?;
