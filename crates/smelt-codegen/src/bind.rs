@@ -151,8 +151,8 @@ pub fn freeze_inputs(
 /// repeats, Squeeze/Unsqueeze/reduction axes, Split's sizes, Slice's and Pad's bounds, Range's
 /// start, limit and delta, TopK's k, Resize's scales and sizes, and its roi for
 /// tf_crop_and_resize) or are baked into the generated
-/// code (Clip's bounds, Pad's fill value, BatchNormalization's parameters, Dropout's training
-/// flag). An operand computed at run time there makes the node refused (or its output shape
+/// code (Clip's bounds, Pad's fill value, BatchNormalization's parameters, Dropout's ratio and
+/// training flag). An operand computed at run time there makes the node refused (or its output shape
 /// unknown).
 pub fn value_operands(op: &Op) -> &'static [usize] {
     match op {
@@ -179,7 +179,7 @@ pub fn value_operands(op: &Op) -> &'static [usize] {
         Op::Clip(_) => &[1, 2],
         Op::Resize(o) if o.coordinate_transformation_mode == "tf_crop_and_resize" => &[1, 2, 3],
         Op::Resize(_) => &[2, 3],
-        Op::Dropout(_) => &[2],
+        Op::Dropout(_) => &[1, 2],
         Op::BatchNormalization(_) => &[1, 2, 3, 4],
         _ => &[],
     }

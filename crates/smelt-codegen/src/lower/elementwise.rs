@@ -106,9 +106,7 @@ fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Valu
     let one = cx.b.ins().iconst(ty, 1);
     let zero = cx.b.ins().iconst(ty, 0);
     let is_one = cx.b.ins().icmp_imm_s(IntCC::Equal, base, 1);
-    let m1 =
-        cx.b.ins()
-            .iconst(ty, -1i64 & ((1i128 << ty.bits()) - 1) as i64);
+    let m1 = cx.b.ins().iconst(ty, ((1i128 << ty.bits()) - 1) as i64);
     let is_m1 = if signed {
         cx.b.ins().icmp(IntCC::Equal, base, m1)
     } else {

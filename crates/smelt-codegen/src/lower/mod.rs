@@ -553,13 +553,25 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         Op::Identity(_) => any_in(),
         Op::Dropout(_) => {
             any_in()?;
-            // Training mode drops at random: only a constant false (inference) is lowered.
-            match ins.get(2).copied().flatten() {
-                None => Ok(()),
-                Some(v) => match g.const_value(v).and_then(|t| t.to_i64_vec()) {
-                    Some(b) if b.iter().all(|x| *x == 0) => Ok(()),
-                    _ => Err("training-mode Dropout is not supported".into()),
-                },
+            // Training mode drops at random: only a constant false (inference), or a constant
+            // ratio of zero (nothing dropped), is lowered.
+            let konst = |i: usize| {
+                ins.get(i)
+                    .copied()
+                    .flatten()
+                    .map(|v| g.const_value(v).and_then(|t| t.to_f64_vec()))
+            };
+            let inference = match konst(2) {
+                None => true,
+                Some(b) => b.is_some_and(|b| b.iter().all(|x| *x == 0.0)),
+            };
+            let keeps_all = konst(1)
+                .flatten()
+                .is_some_and(|r| r.iter().all(|x| *x == 0.0));
+            if inference || keeps_all {
+                Ok(())
+            } else {
+                Err("training-mode Dropout is not supported".into())
             }
         }
         Op::Mod(_) => elementwise::check_int_or_f32(dt(0)),
@@ -583,10 +595,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         Op::InstanceNormalization(_) | Op::LayerNormalization(_) => f32_in(),
         Op::LRN(_) => f32_in(),
         Op::Softmax(_) | Op::LogSoftmax(_) => f32_in(),
-        Op::MaxPool(_) | Op::AveragePool(_) => {
-            f32_in()?;
-            pool::check(g, id)
-        }
+        Op::MaxPool(_) | Op::AveragePool(_) => pool::check(g, id),
         Op::GlobalAveragePool(_) | Op::GlobalMaxPool(_) => f32_in(),
         Op::ReduceMean(_)
         | Op::ReduceSum(_)
