@@ -303,3 +303,42 @@ fn compile_time_inputs_are_found_and_frozen() {
     assert_eq!(out[0].dims(), &[4, 2]);
     assert_eq!(f32s(&out[0]), want);
 }
+
+/// A Slice whose starts and ends come at run time but whose output shape is static (declared)
+/// copies from the run-time start, and stops with a non-zero status when the bounds would
+/// give another extent.
+#[test]
+fn run_time_slice_bounds_against_a_static_extent() {
+    use smelt_codegen::jit::{compile, Options, TensorView};
+    use smelt_ir::Type;
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[2, 6]);
+    let st = g.input("starts", DType::I64, &[1]);
+    let en = g.input("ends", DType::I64, &[1]);
+    let ax = g.ci64(&[1]);
+    let stp = g.ci64(&[-2]);
+    let y = g.node(Op::Slice(ops::Slice {}), &[x, st, en, ax, stp]);
+    let mut gr = g.finish(&[y]);
+    gr.set_value_type(y, Type::tensor(DType::F32, &[2, 2]));
+    let mut m = compile(&gr, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let xs = seq(12);
+    let xt = t32(&[2, 6], &xs);
+    let one = |v: i64| Tensor::from_vec(vec![1], &[v]).unwrap();
+    // starts -2 (= 4), ends 0, step -2: columns 4 and 2.
+    let (s, e) = (one(-2), one(0));
+    let out = m
+        .run(&[TensorView::from(&xt), (&s).into(), (&e).into()])
+        .unwrap();
+    assert_eq!(f32s(&out[0]), vec![4.0, 2.0, 10.0, 8.0]);
+    // Starts past the end clamp to 5: columns 5 and 3.
+    let (s, e) = (one(100), one(1));
+    let out = m
+        .run(&[TensorView::from(&xt), (&s).into(), (&e).into()])
+        .unwrap();
+    assert_eq!(f32s(&out[0]), vec![5.0, 3.0, 11.0, 9.0]);
+    // Three columns (5, 3, 1) do not fit the static extent of two: refused at run time.
+    let (s, e) = (one(5), one(-100));
+    assert!(m
+        .run(&[TensorView::from(&xt), (&s).into(), (&e).into()])
+        .is_err());
+}

@@ -240,6 +240,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             }
             Ok(())
         }
+        Op::Slice(_) if io.konst(1).is_none() || io.konst(2).is_none() => run_time_slice(cx, io),
         Op::Slice(_) => {
             let x = io.input(0)?;
             let y = io.output(0)?;
@@ -549,6 +550,115 @@ fn gather_elements(cx: &mut Ctx, io: &NodeIo, ax: i64) -> R<()> {
             Ok(())
         },
     )
+}
+
+/// Slice whose starts and ends are run-time values (a Loop body's iteration counter): the
+/// output extents are static (binding fixed them), so the code computes the clamped start of
+/// every sliced axis, checks that the run-time bounds give exactly the static extent (status 1
+/// otherwise, never a wrong or partial answer) and copies from there. Axes and steps must be
+/// constants.
+fn run_time_slice(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let g = io.g;
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    let (starts, ends) = (io.input(1)?, io.input(2)?);
+    let r = x.dims.len();
+    let k = starts.len();
+    if y.dims.len() != r || ends.len() != k || starts.dims.len() != 1 || ends.dims.len() != 1 {
+        return Err("Slice's bounds do not fit its input".into());
+    }
+    let axes: Vec<i64> = match io.opt_input(3) {
+        Some(_) => io.const_ints(3).ok_or("Slice's axes must be constant")?,
+        None => (0..k as i64).collect(),
+    };
+    let steps: Vec<i64> = match io.opt_input(4) {
+        Some(_) => io.const_ints(4).ok_or("Slice's steps must be constant")?,
+        None => vec![1; k],
+    };
+    if axes.len() != k || steps.len() != k || steps.contains(&0) {
+        return Err("Slice's axes and steps do not fit its starts".into());
+    }
+    let int_ty = |o: &Operand| match o.dtype {
+        DType::I64 => Ok(types::I64),
+        DType::I32 => Ok(types::I32),
+        d => Err(format!("Slice bounds of {d} are not supported")),
+    };
+    let (sty, ety) = (int_ty(starts)?, int_ty(ends)?);
+    let xs = strides(&x.dims);
+    let e = x.elem() as i64;
+    let mut src_st: Vec<i64> = xs.iter().map(|s| s * e).collect();
+    let sp = cx.addr(g, starts)?;
+    let ep = cx.addr(g, ends)?;
+    let mut src = cx.addr(g, x)?;
+    let fail = cx.b.create_block();
+    for i in 0..k {
+        let a = axis(axes[i], r)?;
+        let st = steps[i];
+        let d = x.dims[a] as i64;
+        let n = y.dims[a] as i64;
+        let load = |cx: &mut Ctx, p: Value, ty: types::Type, sz: i64| {
+            let v = cx.load(ty, p, i as i64 * sz);
+            if ty == types::I64 {
+                v
+            } else {
+                cx.b.ins().sextend(types::I64, v)
+            }
+        };
+        // Clamp into [-d - 1, d] first (no overflow), then shift negatives by d and clamp to
+        // the step direction's range, as ONNX does.
+        let norm = |cx: &mut Ctx, v: Value, lo: i64, hi: i64| {
+            let v = {
+                let l = cx.iconst(-d - 1);
+                let h = cx.iconst(d);
+                let v = cx.b.ins().smax(v, l);
+                cx.b.ins().smin(v, h)
+            };
+            let neg = cx.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, 0);
+            let shifted = cx.b.ins().iadd_imm_s(v, d);
+            let v = cx.b.ins().select(neg, shifted, v);
+            let l = cx.iconst(lo);
+            let h = cx.iconst(hi);
+            let v = cx.b.ins().smax(v, l);
+            cx.b.ins().smin(v, h)
+        };
+        let s0 = load(cx, sp, sty, (sty.bits() / 8) as i64);
+        let e0 = load(cx, ep, ety, (ety.bits() / 8) as i64);
+        let (s1, e1) = if st > 0 {
+            (norm(cx, s0, 0, d), norm(cx, e0, 0, d))
+        } else {
+            (norm(cx, s0, 0, d - 1), norm(cx, e0, -1, d - 1))
+        };
+        // Elements taken: ceil(span / |step|) for a positive span, else 0.
+        let span = if st > 0 {
+            cx.b.ins().isub(e1, s1)
+        } else {
+            cx.b.ins().isub(s1, e1)
+        };
+        let zero = cx.iconst(0);
+        let span = cx.b.ins().smax(span, zero);
+        let m = st.abs();
+        let span = cx.b.ins().iadd_imm_s(span, m - 1);
+        let count = cx.b.ins().udiv_imm_s(span, m);
+        let bad = cx.b.ins().icmp_imm_s(IntCC::NotEqual, count, n);
+        let ok = cx.b.create_block();
+        cx.b.ins().brif(bad, fail, &[], ok, &[]);
+        cx.b.seal_block(ok);
+        cx.b.switch_to_block(ok);
+        let off = cx.b.ins().imul_imm_s(s1, xs[a] * e);
+        src = cx.b.ins().iadd(src, off);
+        src_st[a] = st * xs[a] * e;
+    }
+    let cont = cx.b.create_block();
+    cx.b.ins().jump(cont, &[]);
+    cx.b.seal_block(fail);
+    cx.b.switch_to_block(fail);
+    let code = cx.b.ins().iconst(types::I32, 1);
+    cx.b.ins().return_(&[code]);
+    cx.b.seal_block(cont);
+    cx.b.switch_to_block(cont);
+    let d = cx.addr(g, y)?;
+    let src_el: Vec<i64> = src_st.iter().map(|s| s / e).collect();
+    copy_nest(cx, &y.dims, src, &src_el, d, &strides(&y.dims), x.elem())
 }
 
 fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
