@@ -286,6 +286,13 @@ fn compile_time_inputs_are_found_and_frozen() {
             .any(|u| u.op == "ReduceSum" && u.reason.contains("`axes`")),
         "{refused:?}"
     );
+    // The Reshape's output shape is unknown: its shape comes from `head`.
+    assert!(
+        refused.iter().any(|u| u.op == "Reshape"
+            && u.reason.contains("output shape depends")
+            && u.reason.contains("`head`")),
+        "{refused:?}"
+    );
     let opts = Options {
         const_inputs: vec![
             ("axes".into(), given[1].clone()),
