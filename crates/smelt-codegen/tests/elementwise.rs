@@ -353,3 +353,34 @@ fn integer_pow() {
     assert_eq!(out[0].to_i64_vec().unwrap(), want);
     assert_eq!(out[1].to_i64_vec().unwrap(), want);
 }
+
+/// Casts into packed int4/uint2 truncate toward zero and wrap to the type's bits (-9 is 7 in
+/// int4, -3 is 1 in uint2), odd element counts included; casts out of them sign- or
+/// zero-extend.
+#[test]
+fn packed_sub_byte_casts() {
+    let xs: Vec<f32> = vec![-9.0, -8.0, -1.5, 0.0, 2.7, 7.0, 15.0];
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[xs.len()]);
+    let cast = |to| Op::Cast(ops::Cast { to, saturate: 1 });
+    let i4 = g.node(cast(DType::I4), &[x]);
+    let u2 = g.node(cast(DType::U2), &[x]);
+    let back = g.node(cast(DType::F32), &[i4]);
+    let u2_8 = g.node(cast(DType::U8), &[u2]);
+    let gr = g.finish(&[i4, back, u2_8]);
+    let out = run(&gr, &[t32(&[xs.len()], &xs)]);
+    let wrap = |v: f32, bits: u32, signed: bool| -> i64 {
+        let m = (v.trunc() as i64).rem_euclid(1 << bits);
+        if signed && m >= 1 << (bits - 1) {
+            m - (1 << bits)
+        } else {
+            m
+        }
+    };
+    let want4: Vec<i64> = xs.iter().map(|v| wrap(*v, 4, true)).collect();
+    assert_eq!(out[0].to_i64_vec().unwrap(), want4);
+    let want4f: Vec<f32> = want4.iter().map(|v| *v as f32).collect();
+    assert_eq!(f32s(&out[1]), want4f);
+    let want2: Vec<i64> = xs.iter().map(|v| wrap(*v, 2, false)).collect();
+    assert_eq!(out[2].to_i64_vec().unwrap(), want2);
+}

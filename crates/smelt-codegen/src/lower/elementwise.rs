@@ -119,9 +119,102 @@ fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Valu
     cx.b.ins().select(neg, small, r)
 }
 
-/// Casts the backend performs.
+/// Casts the backend performs: between f32, f64, the 8- to 64-bit integers and bool, and
+/// from or to the packed sub-byte integers (int4, uint4, int2, uint2).
 pub(crate) fn cast_supported(from: DType, to: DType) -> bool {
-    cast_kind(from).is_some() && cast_kind(to).is_some()
+    let ok = |d: DType| cast_kind(d).is_some() || packed(d).is_some();
+    ok(from) && ok(to)
+}
+
+/// The packed sub-byte integer dtypes, low bits first in each byte: (bits, signed).
+fn packed(d: DType) -> Option<(u32, bool)> {
+    match d {
+        DType::I4 => Some((4, true)),
+        DType::U4 => Some((4, false)),
+        DType::I2 => Some((2, true)),
+        DType::U2 => Some((2, false)),
+        _ => None,
+    }
+}
+
+/// Element `i` (an i64 index) of a tensor at `p`: a packed element sign- or zero-extended to
+/// i64 (its dtype is then I64), any other element as loaded.
+fn load_elem(cx: &mut Ctx, p: Value, i: Value, d: DType) -> R<(Value, DType)> {
+    if let Some((bits, signed)) = packed(d) {
+        let per = (8 / bits) as i64;
+        let byte_at = cx.b.ins().udiv_imm_s(i, per);
+        let a = cx.b.ins().iadd(p, byte_at);
+        let byte = cx.load(types::I8, a, 0);
+        let byte = cx.b.ins().uextend(types::I64, byte);
+        let slot = cx.b.ins().band_imm_s(i, per - 1);
+        let shift = cx.b.ins().imul_imm_s(slot, bits as i64);
+        let v = cx.b.ins().ushr(byte, shift);
+        let v = cx.b.ins().band_imm_s(v, (1i64 << bits) - 1);
+        let v = if signed {
+            let up = cx.b.ins().ishl_imm_s(v, 64 - bits as i64);
+            cx.b.ins().sshr_imm_s(up, 64 - bits as i64)
+        } else {
+            v
+        };
+        return Ok((v, DType::I64));
+    }
+    let ty = clif_ty(d).ok_or("unsupported cast source")?;
+    let a = cx.index(p, i, super::elem_bytes(d) as i64);
+    Ok((cx.load(ty, a, 0), d))
+}
+
+/// Cast from or to a packed sub-byte integer type, one element at a time. Into the packed
+/// type, values are truncated toward zero and wrapped to the type's bits (as numpy/ml_dtypes'
+/// `astype`: -9 becomes 7 in int4); the output is written a whole byte at a time.
+fn cast_packed(cx: &mut Ctx, io: &NodeIo, x: &Operand, out: &Operand) -> R<()> {
+    let (from, to) = (x.dtype, out.dtype);
+    let n = x.len();
+    if out.len() != n {
+        return Err("Cast's output does not fit its input".into());
+    }
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, out)?;
+    let Some((bits, _)) = packed(to) else {
+        let e = super::elem_bytes(to) as i64;
+        return cx.for_n(n, |cx, i| {
+            let (v, d) = load_elem(cx, xp, i, from)?;
+            let r = cast(cx, v, d, to)?;
+            let a = cx.index(yp, i, e);
+            cx.store(r, a, 0);
+            Ok(())
+        });
+    };
+    let per = (8 / bits) as usize;
+    // The low `bits` bits of element `i` as an i64.
+    let bits_of = move |cx: &mut Ctx, i: Value| -> R<Value> {
+        let (v, d) = load_elem(cx, xp, i, from)?;
+        let w = if d.is_float() {
+            cx.b.ins().fcvt_to_sint_sat(types::I64, v)
+        } else {
+            cast(cx, v, d, DType::I64)?
+        };
+        Ok(cx.b.ins().band_imm_s(w, (1i64 << bits) - 1))
+    };
+    let byte = move |cx: &mut Ctx, j: Value, count: usize| -> R<()> {
+        let mut acc = cx.iconst(0);
+        for k in 0..count {
+            let base = cx.b.ins().imul_imm_s(j, per as i64);
+            let i = cx.b.ins().iadd_imm_s(base, k as i64);
+            let v = bits_of(cx, i)?;
+            let v = cx.b.ins().ishl_imm_s(v, (k as u32 * bits) as i64);
+            acc = cx.b.ins().bor(acc, v);
+        }
+        let b = cx.b.ins().ireduce(types::I8, acc);
+        let a = cx.b.ins().iadd(yp, j);
+        cx.store(b, a, 0);
+        Ok(())
+    };
+    cx.for_n(n / per, |cx, j| byte(cx, j, per))?;
+    if n % per != 0 {
+        let j = cx.iconst((n / per) as i64);
+        byte(cx, j, n % per)?;
+    }
+    Ok(())
 }
 
 /// Broadcast strides (in elements) of an input of `dims` read at every point of `out`.
@@ -539,6 +632,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             Ok(cx.b.ins().fcmp(FloatCC::Unordered, a[0], a[0]))
         }),
         Op::Not(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().bxor_imm_s(a[0], 1))),
+        Op::Cast(c) if packed(dt).is_some() || packed(c.to).is_some() => {
+            cast_packed(cx, io, &x, &out)
+        }
         Op::Cast(c) => {
             let (from, to) = (dt, c.to);
             un(cx, &move |cx, _, a| cast(cx, a[0], from, to))
@@ -874,6 +970,9 @@ pub(crate) fn cast_like(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let x = io.input(0)?.clone();
     let out = io.output(0)?.clone();
     let (from, to) = (x.dtype, out.dtype);
+    if packed(from).is_some() || packed(to).is_some() {
+        return cast_packed(cx, io, &x, &out);
+    }
     map(cx, io, &out, &[&x], &move |cx, _, a| {
         cast(cx, a[0], from, to)
     })
