@@ -127,7 +127,7 @@ pub(crate) fn cast_supported(from: DType, to: DType) -> bool {
 }
 
 /// The packed sub-byte integer dtypes, low bits first in each byte: (bits, signed).
-fn packed(d: DType) -> Option<(u32, bool)> {
+pub(crate) fn packed(d: DType) -> Option<(u32, bool)> {
     match d {
         DType::I4 => Some((4, true)),
         DType::U4 => Some((4, false)),
@@ -139,7 +139,7 @@ fn packed(d: DType) -> Option<(u32, bool)> {
 
 /// Element `i` (an i64 index) of a tensor at `p`: a packed element sign- or zero-extended to
 /// i64 (its dtype is then I64), any other element as loaded.
-fn load_elem(cx: &mut Ctx, p: Value, i: Value, d: DType) -> R<(Value, DType)> {
+pub(crate) fn load_elem(cx: &mut Ctx, p: Value, i: Value, d: DType) -> R<(Value, DType)> {
     if let Some((bits, signed)) = packed(d) {
         let per = (8 / bits) as i64;
         let byte_at = cx.b.ins().udiv_imm_s(i, per);
@@ -184,23 +184,33 @@ fn cast_packed(cx: &mut Ctx, io: &NodeIo, x: &Operand, out: &Operand) -> R<()> {
             Ok(())
         });
     };
-    let per = (8 / bits) as usize;
-    // The low `bits` bits of element `i` as an i64.
-    let bits_of = move |cx: &mut Ctx, i: Value| -> R<Value> {
+    write_packed(cx, yp, n, bits, &move |cx, i| {
         let (v, d) = load_elem(cx, xp, i, from)?;
-        let w = if d.is_float() {
-            cx.b.ins().fcvt_to_sint_sat(types::I64, v)
+        if d.is_float() {
+            Ok(cx.b.ins().fcvt_to_sint_sat(types::I64, v))
         } else {
-            cast(cx, v, d, DType::I64)?
-        };
-        Ok(cx.b.ins().band_imm_s(w, (1i64 << bits) - 1))
-    };
-    let byte = move |cx: &mut Ctx, j: Value, count: usize| -> R<()> {
+            cast(cx, v, d, DType::I64)
+        }
+    })
+}
+
+/// Writes `n` packed elements of `bits` bits at `yp`, a whole byte at a time: element `i` is
+/// the low bits of the i64 `value(i)`.
+pub(crate) fn write_packed(
+    cx: &mut Ctx,
+    yp: Value,
+    n: usize,
+    bits: u32,
+    value: &dyn Fn(&mut Ctx, Value) -> R<Value>,
+) -> R<()> {
+    let per = (8 / bits) as usize;
+    let byte = |cx: &mut Ctx, j: Value, count: usize| -> R<()> {
         let mut acc = cx.iconst(0);
         for k in 0..count {
             let base = cx.b.ins().imul_imm_s(j, per as i64);
             let i = cx.b.ins().iadd_imm_s(base, k as i64);
-            let v = bits_of(cx, i)?;
+            let v = value(cx, i)?;
+            let v = cx.b.ins().band_imm_s(v, (1i64 << bits) - 1);
             let v = cx.b.ins().ishl_imm_s(v, (k as u32 * bits) as i64);
             acc = cx.b.ins().bor(acc, v);
         }
