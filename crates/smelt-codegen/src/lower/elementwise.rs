@@ -220,7 +220,7 @@ pub(crate) fn write_packed(
         Ok(())
     };
     cx.for_n(n / per, |cx, j| byte(cx, j, per))?;
-    if n % per != 0 {
+    if !n.is_multiple_of(per) {
         let j = cx.iconst((n / per) as i64);
         byte(cx, j, n % per)?;
     }
