@@ -384,3 +384,55 @@ fn packed_sub_byte_casts() {
     let want2: Vec<i64> = xs.iter().map(|v| wrap(*v, 2, false)).collect();
     assert_eq!(out[2].to_i64_vec().unwrap(), want2);
 }
+
+/// Casts out of the 8- and 4-bit float formats against their published values (OCP FP8 and
+/// MX specifications, ONNX's FNUZ variants).
+#[test]
+fn small_float_decoding() {
+    let cases: Vec<(DType, Vec<u8>, Vec<f32>)> = vec![
+        (
+            DType::F8E4M3FN,
+            vec![0x38, 0x7E, 0x01, 0xC0, 0x7F],
+            vec![1.0, 448.0, 1.0 / 512.0, -2.0, f32::NAN],
+        ),
+        (
+            DType::F8E4M3FNUZ,
+            vec![0x40, 0x7F, 0x80, 0x00],
+            vec![1.0, 240.0, f32::NAN, 0.0],
+        ),
+        (
+            DType::F8E5M2,
+            vec![0x3C, 0x7B, 0x7C, 0xFC, 0x7D],
+            vec![1.0, 57344.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN],
+        ),
+        (DType::F8E5M2FNUZ, vec![0x40, 0x80], vec![1.0, f32::NAN]),
+        (
+            DType::F8E8M0,
+            vec![0x7F, 0x80, 0x00, 0xFF],
+            vec![1.0, 2.0, 2f32.powi(-127), f32::NAN],
+        ),
+        // Packed two a byte, low nibble first: 0.5, 1, 6, -6.
+        (DType::F4E2M1, vec![0x21, 0xF7], vec![0.5, 1.0, 6.0, -6.0]),
+    ];
+    for (dt, bytes, want) in cases {
+        let n = want.len();
+        let mut g = G::new();
+        let x = g.input("x", dt, &[n]);
+        let y = g.node(
+            Op::Cast(ops::Cast {
+                to: DType::F32,
+                saturate: 1,
+            }),
+            &[x],
+        );
+        let gr = g.finish(&[y]);
+        let t = Tensor::from_bytes(dt, vec![n], bytes).unwrap();
+        let got = f32s(&run(&gr, &[t])[0]);
+        for (gv, wv) in got.iter().zip(&want) {
+            assert!(
+                gv == wv || (gv.is_nan() && wv.is_nan()),
+                "{dt}: {got:?} != {want:?}"
+            );
+        }
+    }
+}

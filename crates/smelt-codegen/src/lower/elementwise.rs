@@ -123,7 +123,64 @@ fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Valu
 /// from or to the packed sub-byte integers (int4, uint4, int2, uint2).
 pub(crate) fn cast_supported(from: DType, to: DType) -> bool {
     let ok = |d: DType| cast_kind(d).is_some() || packed(d).is_some();
-    ok(from) && ok(to)
+    (ok(from) || decoded(from).is_some()) && ok(to)
+}
+
+/// The 8- and 4-bit float formats read through a table of their values (every code decoded at
+/// compile time): the code's bits and the table. Writing them is not supported.
+pub(crate) fn decoded(d: DType) -> Option<(u32, Vec<f32>)> {
+    // (exponent bits, mantissa bits, bias)
+    let (e, m, bias) = match d {
+        DType::F8E4M3FN => (4, 3, 7),
+        DType::F8E4M3FNUZ => (4, 3, 8),
+        DType::F8E5M2 => (5, 2, 15),
+        DType::F8E5M2FNUZ => (5, 2, 16),
+        DType::F4E2M1 => (2, 1, 1),
+        DType::F8E8M0 => {
+            let t = (0..256u32)
+                .map(|c| {
+                    if c == 255 {
+                        f32::NAN
+                    } else {
+                        (2.0f64).powi(c as i32 - 127) as f32
+                    }
+                })
+                .collect();
+            return Some((8, t));
+        }
+        _ => return None,
+    };
+    let bits = 1 + e + m;
+    let fnuz = matches!(d, DType::F8E4M3FNUZ | DType::F8E5M2FNUZ);
+    let table = (0..1u32 << bits)
+        .map(|c| {
+            let neg = c >> (e + m) & 1 == 1;
+            let ex = (c >> m) & ((1 << e) - 1);
+            let mm = c & ((1 << m) - 1);
+            let emax = (1 << e) - 1;
+            if fnuz && c == 1 << (e + m) {
+                return f32::NAN;
+            }
+            if d == DType::F8E4M3FN && ex == emax && mm == (1 << m) - 1 {
+                return f32::NAN;
+            }
+            if d == DType::F8E5M2 && ex == emax {
+                return match (mm, neg) {
+                    (0, false) => f32::INFINITY,
+                    (0, true) => f32::NEG_INFINITY,
+                    _ => f32::NAN,
+                };
+            }
+            let frac = mm as f64 / (1u32 << m) as f64;
+            let v = if ex == 0 {
+                frac * (2.0f64).powi(1 - bias)
+            } else {
+                (1.0 + frac) * (2.0f64).powi(ex as i32 - bias)
+            };
+            (if neg { -v } else { v }) as f32
+        })
+        .collect();
+    Some((bits, table))
 }
 
 /// The packed sub-byte integer dtypes, low bits first in each byte: (bits, signed).
@@ -140,6 +197,26 @@ pub(crate) fn packed(d: DType) -> Option<(u32, bool)> {
 /// Element `i` (an i64 index) of a tensor at `p`: a packed element sign- or zero-extended to
 /// i64 (its dtype is then I64), any other element as loaded.
 pub(crate) fn load_elem(cx: &mut Ctx, p: Value, i: Value, d: DType) -> R<(Value, DType)> {
+    if let Some((bits, table)) = decoded(d) {
+        // The code (a byte, or a packed nibble), then its value from the table.
+        let code = if bits == 8 {
+            let a = cx.b.ins().iadd(p, i);
+            let c = cx.load(types::I8, a, 0);
+            cx.b.ins().uextend(types::I64, c)
+        } else {
+            let byte_at = cx.b.ins().ushr_imm_s(i, 1);
+            let a = cx.b.ins().iadd(p, byte_at);
+            let c = cx.load(types::I8, a, 0);
+            let c = cx.b.ins().uextend(types::I64, c);
+            let slot = cx.b.ins().band_imm_s(i, 1);
+            let shift = cx.b.ins().imul_imm_s(slot, 4);
+            let c = cx.b.ins().ushr(c, shift);
+            cx.b.ins().band_imm_s(c, 15)
+        };
+        let t = cx.add_f32s(&table);
+        let a = cx.index(t, code, 4);
+        return Ok((cx.load(types::F32, a, 0), DType::F32));
+    }
     if let Some((bits, signed)) = packed(d) {
         let per = (8 / bits) as i64;
         let byte_at = cx.b.ins().udiv_imm_s(i, per);
@@ -163,7 +240,8 @@ pub(crate) fn load_elem(cx: &mut Ctx, p: Value, i: Value, d: DType) -> R<(Value,
     Ok((cx.load(ty, a, 0), d))
 }
 
-/// Cast from or to a packed sub-byte integer type, one element at a time. Into the packed
+/// Cast from or to a packed sub-byte integer type, or from an 8-/4-bit float, one element at
+/// a time. Into the packed
 /// type, values are truncated toward zero and wrapped to the type's bits (as numpy/ml_dtypes'
 /// `astype`: -9 becomes 7 in int4); the output is written a whole byte at a time.
 fn cast_packed(cx: &mut Ctx, io: &NodeIo, x: &Operand, out: &Operand) -> R<()> {
@@ -642,7 +720,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             Ok(cx.b.ins().fcmp(FloatCC::Unordered, a[0], a[0]))
         }),
         Op::Not(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().bxor_imm_s(a[0], 1))),
-        Op::Cast(c) if packed(dt).is_some() || packed(c.to).is_some() => {
+        Op::Cast(c) if packed(dt).is_some() || packed(c.to).is_some() || decoded(dt).is_some() => {
             cast_packed(cx, io, &x, &out)
         }
         Op::Cast(c) => {
@@ -980,7 +1058,7 @@ pub(crate) fn cast_like(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let x = io.input(0)?.clone();
     let out = io.output(0)?.clone();
     let (from, to) = (x.dtype, out.dtype);
-    if packed(from).is_some() || packed(to).is_some() {
+    if packed(from).is_some() || packed(to).is_some() || decoded(from).is_some() {
         return cast_packed(cx, io, &x, &out);
     }
     map(cx, io, &out, &[&x], &move |cx, _, a| {

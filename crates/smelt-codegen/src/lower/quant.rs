@@ -1,6 +1,7 @@
 //! QuantizeLinear and DequantizeLinear, per tensor, per axis or blocked (int8, uint8, int16,
 //! uint16; int32 for dequantised biases; packed int4, uint4, int2 and uint2 per tensor or per
-//! axis, one element at a time), so QDQ models run natively.
+//! axis, one element at a time; DequantizeLinear of the 8- and 4-bit floats too), so QDQ models
+//! run natively.
 //!
 //! `DequantizeLinear`: `y = (x - zero_point) * scale`; `QuantizeLinear`:
 //! `y = saturate(round_half_even(x / scale) + zero_point)`. A per-axis scale (and zero point) is
@@ -10,7 +11,7 @@
 //! `DequantizeLinear` of a constant (per axis, blocked, packed int4) is folded into an f32
 //! constant during binding ([`crate::fold`]), which is how quantized weights reach Conv.
 
-use super::elementwise::{load_elem, map, packed, write_packed};
+use super::elementwise::{decoded, load_elem, map, packed, write_packed};
 use super::{axis, clif_ty, Ctx, Lanes, NodeIo, Operand, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use smelt_ir::{DType, Graph, NodeId, Op};
@@ -64,7 +65,7 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
         Op::DequantizeLinear(_) => {
             match dt(0) {
                 Some(DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32) => {}
-                Some(d) if block == 0 && packed(d).is_some() => {}
+                Some(d) if block == 0 && (packed(d).is_some() || decoded(d).is_some()) => {}
                 d => return Err(format!("DequantizeLinear of {d:?} is not supported")),
             }
             if dt(1) != Some(DType::F32) || out != Some(DType::F32) {
@@ -241,7 +242,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::DequantizeLinear(o) => (o.axis, false, o.block_size),
         op => return Err(format!("{} is not a quantisation op", op.op_type())),
     };
-    if packed(x.dtype).is_some() || packed(y.dtype).is_some() {
+    if packed(x.dtype).is_some() || packed(y.dtype).is_some() || decoded(x.dtype).is_some() {
         return packed_qdq(cx, io, &x, &y, quant, ax);
     }
     let (x, y, scale, zp) = if block != 0 {
