@@ -436,3 +436,78 @@ fn small_float_decoding() {
         }
     }
 }
+
+/// Casts into the 8- and 4-bit floats round to nearest even and saturate (or overflow to
+/// infinity / NaN), against codes worked out from the formats' definitions.
+#[test]
+fn small_float_encoding() {
+    // (format, saturate, inputs, expected codes)
+    let nan = f32::NAN;
+    let cases: Vec<(DType, i64, Vec<f32>, Vec<u8>)> = vec![
+        (
+            DType::F8E4M3FN,
+            1,
+            vec![1.0, 448.0, 464.0, 465.0, -1e-7, nan, f32::NEG_INFINITY],
+            vec![0x38, 0x7E, 0x7E, 0x7E, 0x80, 0x7F, 0xFE],
+        ),
+        (
+            DType::F8E4M3FN,
+            0,
+            vec![464.0, 465.0, f32::NEG_INFINITY],
+            vec![0x7E, 0x7F, 0xFF],
+        ),
+        (
+            DType::F8E5M2,
+            0,
+            vec![1.125, 1.126, 57344.0, 61440.0, -1e9],
+            vec![0x3C, 0x3D, 0x7B, 0x7C, 0xFC],
+        ),
+        (
+            DType::F8E5M2,
+            1,
+            vec![61440.0, f32::INFINITY],
+            vec![0x7B, 0x7B],
+        ),
+        (
+            DType::F8E4M3FNUZ,
+            1,
+            vec![1.0, -0.0, -1e-9, nan, 1e6],
+            vec![0x40, 0x00, 0x00, 0x80, 0x7F],
+        ),
+        (DType::F8E5M2FNUZ, 0, vec![1.0, 1e9], vec![0x40, 0x80]),
+    ];
+    for (dt, sat, xs, want) in cases {
+        let n = xs.len();
+        let mut g = G::new();
+        let x = g.input("x", DType::F32, &[n]);
+        let y = g.node(
+            Op::Cast(ops::Cast {
+                to: dt,
+                saturate: sat,
+            }),
+            &[x],
+        );
+        let gr = g.finish(&[y]);
+        let out = run(&gr, &[t32(&[n], &xs)]);
+        assert_eq!(
+            out[0].bytes().unwrap(),
+            want.as_slice(),
+            "{dt} saturate={sat}"
+        );
+    }
+    // f4e2m1, packed low nibble first: 0.25 -> 0 and 0.75 -> 1.0 (ties to even), -3.5 -> -4,
+    // 9 -> 6 (saturated).
+    let xs = vec![0.25f32, 0.75, -3.5, 9.0];
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[4]);
+    let y = g.node(
+        Op::Cast(ops::Cast {
+            to: DType::F4E2M1,
+            saturate: 1,
+        }),
+        &[x],
+    );
+    let gr = g.finish(&[y]);
+    let out = run(&gr, &[t32(&[4], &xs)]);
+    assert_eq!(out[0].bytes().unwrap(), &[0x20, 0x7E]);
+}

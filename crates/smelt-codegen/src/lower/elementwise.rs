@@ -8,7 +8,7 @@
 //! (the memory plan's in-place rule).
 
 use super::math;
-use super::{clif_ty, strides, Ctx, Lanes, NodeIo, Operand, R};
+use super::{bc, clif_ty, strides, Ctx, Lanes, NodeIo, Operand, R};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use smelt_ir::{DType, Op};
@@ -123,7 +123,115 @@ fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Valu
 /// from or to the packed sub-byte integers (int4, uint4, int2, uint2).
 pub(crate) fn cast_supported(from: DType, to: DType) -> bool {
     let ok = |d: DType| cast_kind(d).is_some() || packed(d).is_some();
-    (ok(from) || decoded(from).is_some()) && ok(to)
+    (ok(from) || decoded(from).is_some()) && (ok(to) || (encoded(to) && cast_kind(from) == Some(0)))
+}
+
+/// The 8- and 4-bit float formats the backend writes (from f32/f64): f8e4m3fn, f8e4m3fnuz,
+/// f8e5m2, f8e5m2fnuz and f4e2m1.
+pub(crate) fn encoded(d: DType) -> bool {
+    decoded(d).is_some() && d != DType::F8E8M0
+}
+
+/// Encodes the f32 `x` into the code of `d` (an i64), rounding to nearest even as ONNX's
+/// reference (ml_dtypes) does. `saturate`: values beyond the largest finite one (infinities
+/// included) become it; otherwise they become infinity (f8e5m2) or NaN. NaN gives the
+/// format's NaN code; the sign is kept (negative zero where the format has one).
+pub(crate) fn encode_small_float(cx: &mut Ctx, x: Value, d: DType, saturate: bool) -> R<Value> {
+    let (bits, table) = decoded(d).ok_or("not a small float format")?;
+    let fnuz = matches!(d, DType::F8E4M3FNUZ | DType::F8E5M2FNUZ);
+    let sign_bit = 1i64 << (bits - 1);
+    // The largest finite magnitude's code.
+    let max_code = (0..sign_bit as usize)
+        .filter(|c| table[*c].is_finite())
+        .max()
+        .ok_or("empty format")? as i64;
+    let (nan_code, overflow) = match d {
+        DType::F8E4M3FN => (0x7F, 0x7F),
+        DType::F8E5M2 => (0x7E, 0x7C),
+        DType::F4E2M1 => (0x8, max_code),
+        _ => (0x80, 0x80),
+    };
+    let overflow = if saturate || d == DType::F4E2M1 {
+        max_code
+    } else {
+        overflow
+    };
+    // Magnitudes by code, padded with +inf to a power of two for the search.
+    let size = 1usize << (bits - 1);
+    let mags: Vec<f32> = (0..size)
+        .map(|c| {
+            if (c as i64) <= max_code {
+                table[c]
+            } else {
+                f32::INFINITY
+            }
+        })
+        .collect();
+    let tp = cx.add_f32s(&mags);
+    let a = cx.b.ins().fabs(x);
+    // lo = the largest code whose magnitude is <= a (binary search; code 0 is 0.0).
+    let mut lo = cx.iconst(0);
+    let mut step = size / 2;
+    while step > 0 {
+        let cand = cx.b.ins().iadd_imm_s(lo, step as i64);
+        let at = cx.index(tp, cand, 4);
+        let v = cx.load(types::F32, at, 0);
+        let le = cx.b.ins().fcmp(FloatCC::LessThanOrEqual, v, a);
+        lo = cx.b.ins().select(le, cand, lo);
+        step /= 2;
+    }
+    // Round up when the next magnitude is nearer, or as near and `lo` is odd. Past the largest
+    // finite magnitude, the next one is where the binade would continue.
+    let max_v = mags[max_code as usize] as f64;
+    let next_past_max = max_v + (max_v - mags[(max_code - 1).max(0) as usize] as f64);
+    let at = cx.index(tp, lo, 4);
+    let lower = cx.load(types::F32, at, 0);
+    let is_max = cx.b.ins().icmp_imm_s(IntCC::Equal, lo, max_code);
+    let lo1 = cx.b.ins().iadd_imm_s(lo, 1);
+    let lo1c = cx.iconst(max_code);
+    let lo1s = cx.b.ins().smin(lo1, lo1c);
+    let at = cx.index(tp, lo1s, 4);
+    let upper = cx.load(types::F32, at, 0);
+    let upper = cx.b.ins().fpromote(types::F64, upper);
+    let past = cx.b.ins().f64const(next_past_max);
+    let upper = cx.b.ins().select(is_max, past, upper);
+    let a64 = cx.b.ins().fpromote(types::F64, a);
+    let l64 = cx.b.ins().fpromote(types::F64, lower);
+    let d1 = cx.b.ins().fsub(a64, l64);
+    let d2 = cx.b.ins().fsub(upper, a64);
+    let nearer = cx.b.ins().fcmp(FloatCC::LessThan, d2, d1);
+    let tie = cx.b.ins().fcmp(FloatCC::Equal, d2, d1);
+    let odd = cx.b.ins().band_imm_s(lo, 1);
+    let odd = cx.b.ins().icmp_imm_s(IntCC::NotEqual, odd, 0);
+    let tie_up = cx.b.ins().band(tie, odd);
+    let up = cx.b.ins().bor(nearer, tie_up);
+    let mut code = cx.b.ins().select(up, lo1, lo);
+    // Beyond the largest finite magnitude (infinity included).
+    let over =
+        cx.b.ins()
+            .icmp_imm_s(IntCC::SignedGreaterThan, code, max_code);
+    let inf = cx.fconst(Lanes::One, f32::INFINITY);
+    let is_inf = cx.b.ins().fcmp(FloatCC::Equal, a, inf);
+    let over = cx.b.ins().bor(over, is_inf);
+    let oc = cx.iconst(overflow);
+    code = cx.b.ins().select(over, oc, code);
+    // The sign, unless the code is the FNUZ NaN/overflow code or an FNUZ zero.
+    let xb = cx.b.ins().bitcast(types::I32, bc(), x);
+    let neg = cx.b.ins().icmp_imm_s(IntCC::SignedLessThan, xb, 0);
+    let signed = cx.b.ins().bor_imm_s(code, sign_bit);
+    let keep = if fnuz {
+        let z = cx.b.ins().icmp_imm_s(IntCC::Equal, code, 0);
+        let total = cx.b.ins().icmp_imm_s(IntCC::Equal, code, 0x80);
+        let no = cx.b.ins().bor(z, total);
+        let yes = cx.b.ins().bxor_imm_s(no, 1);
+        cx.b.ins().band(neg, yes)
+    } else {
+        neg
+    };
+    code = cx.b.ins().select(keep, signed, code);
+    let is_nan = cx.b.ins().fcmp(FloatCC::Unordered, x, x);
+    let nc = cx.iconst(nan_code);
+    Ok(cx.b.ins().select(is_nan, nc, code))
 }
 
 /// The 8- and 4-bit float formats read through a table of their values (every code decoded at
@@ -240,11 +348,10 @@ pub(crate) fn load_elem(cx: &mut Ctx, p: Value, i: Value, d: DType) -> R<(Value,
     Ok((cx.load(ty, a, 0), d))
 }
 
-/// Cast from or to a packed sub-byte integer type, or from an 8-/4-bit float, one element at
-/// a time. Into the packed
+/// Cast from or to a packed sub-byte integer type or an 8-/4-bit float, one element at a time. Into the packed
 /// type, values are truncated toward zero and wrapped to the type's bits (as numpy/ml_dtypes'
 /// `astype`: -9 becomes 7 in int4); the output is written a whole byte at a time.
-fn cast_packed(cx: &mut Ctx, io: &NodeIo, x: &Operand, out: &Operand) -> R<()> {
+fn cast_packed(cx: &mut Ctx, io: &NodeIo, x: &Operand, out: &Operand, saturate: bool) -> R<()> {
     let (from, to) = (x.dtype, out.dtype);
     let n = x.len();
     if out.len() != n {
@@ -252,6 +359,23 @@ fn cast_packed(cx: &mut Ctx, io: &NodeIo, x: &Operand, out: &Operand) -> R<()> {
     }
     let xp = cx.addr(io.g, x)?;
     let yp = cx.addr(io.g, out)?;
+    if encoded(to) {
+        let code_of = move |cx: &mut Ctx, i: Value| -> R<Value> {
+            let (v, d) = load_elem(cx, xp, i, from)?;
+            let f = cast(cx, v, d, DType::F32)?;
+            encode_small_float(cx, f, to, saturate)
+        };
+        if to == DType::F4E2M1 {
+            return write_packed(cx, yp, n, 4, &code_of);
+        }
+        return cx.for_n(n, |cx, i| {
+            let c = code_of(cx, i)?;
+            let b = cx.b.ins().ireduce(types::I8, c);
+            let a = cx.b.ins().iadd(yp, i);
+            cx.store(b, a, 0);
+            Ok(())
+        });
+    }
     let Some((bits, _)) = packed(to) else {
         let e = super::elem_bytes(to) as i64;
         return cx.for_n(n, |cx, i| {
@@ -720,8 +844,13 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             Ok(cx.b.ins().fcmp(FloatCC::Unordered, a[0], a[0]))
         }),
         Op::Not(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().bxor_imm_s(a[0], 1))),
-        Op::Cast(c) if packed(dt).is_some() || packed(c.to).is_some() || decoded(dt).is_some() => {
-            cast_packed(cx, io, &x, &out)
+        Op::Cast(c)
+            if packed(dt).is_some()
+                || packed(c.to).is_some()
+                || decoded(dt).is_some()
+                || encoded(c.to) =>
+        {
+            cast_packed(cx, io, &x, &out, c.saturate != 0)
         }
         Op::Cast(c) => {
             let (from, to) = (dt, c.to);
@@ -1058,8 +1187,15 @@ pub(crate) fn cast_like(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let x = io.input(0)?.clone();
     let out = io.output(0)?.clone();
     let (from, to) = (x.dtype, out.dtype);
-    if packed(from).is_some() || packed(to).is_some() || decoded(from).is_some() {
-        return cast_packed(cx, io, &x, &out);
+    if packed(from).is_some() || packed(to).is_some() || decoded(from).is_some() || encoded(to) {
+        let saturate = match io.op() {
+            Op::Opaque(o) => !o
+                .attrs
+                .iter()
+                .any(|(n, v)| n == "saturate" && matches!(v, smelt_ir::Attr::Int(0))),
+            _ => true,
+        };
+        return cast_packed(cx, io, &x, &out, saturate);
     }
     map(cx, io, &out, &[&x], &move |cx, _, a| {
         cast(cx, a[0], from, to)
