@@ -1,7 +1,6 @@
 //! QuantizeLinear and DequantizeLinear, per tensor, per axis or blocked (int8, uint8, int16,
 //! uint16; int32 for dequantised biases; packed int4, uint4, int2 and uint2 per tensor or per
-//! axis, one element at a time; DequantizeLinear of the 8- and 4-bit floats too), so QDQ models
-//! run natively.
+//! axis, one element at a time; the 8- and 4-bit floats too), so QDQ models run natively.
 //!
 //! `DequantizeLinear`: `y = (x - zero_point) * scale`; `QuantizeLinear`:
 //! `y = saturate(round_half_even(x / scale) + zero_point)`. A per-axis scale (and zero point) is
@@ -11,7 +10,9 @@
 //! `DequantizeLinear` of a constant (per axis, blocked, packed int4) is folded into an f32
 //! constant during binding ([`crate::fold`]), which is how quantized weights reach Conv.
 
-use super::elementwise::{decoded, load_elem, map, packed, write_packed};
+use super::elementwise::{
+    decoded, encode_small_float, encoded, load_elem, map, packed, write_packed,
+};
 use super::{axis, clif_ty, Ctx, Lanes, NodeIo, Operand, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use smelt_ir::{DType, Graph, NodeId, Op};
@@ -55,7 +56,7 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
             }
             match out {
                 Some(DType::I8 | DType::U8 | DType::I16 | DType::U16) => Ok(()),
-                Some(d) if block == 0 && packed(d).is_some() => Ok(()),
+                Some(d) if block == 0 && (packed(d).is_some() || encoded(d)) => Ok(()),
                 d => Err(format!(
                     "QuantizeLinear to {d:?} is not supported (int8, uint8, int16, uint16, \
                      int4, uint4, int2, uint2)"
@@ -196,6 +197,35 @@ fn packed_qdq(cx: &mut Ctx, io: &NodeIo, x: &Operand, y: &Operand, quant: bool, 
             Ok(())
         });
     }
+    if encoded(ydt) {
+        // ONNX: `x / scale` cast to the format (the zero point is added for f4e2m1 only).
+        if xdt != DType::F32 {
+            return Err("QuantizeLinear takes f32 input".into());
+        }
+        let saturate = !matches!(io.op(), Op::QuantizeLinear(o) if o.saturate == 0);
+        let code_of = move |cx: &mut Ctx, i: Value| -> R<Value> {
+            let k = param(cx, i);
+            let a = cx.index(xp, i, 4);
+            let v = cx.load(types::F32, a, 0);
+            let s = scale_at(cx, k);
+            let mut q = cx.b.ins().fdiv(v, s);
+            if ydt == DType::F4E2M1 {
+                let zf = zero_point(cx, k)?;
+                q = cx.b.ins().fadd(q, zf);
+            }
+            encode_small_float(cx, q, ydt, saturate)
+        };
+        if ydt == DType::F4E2M1 {
+            return write_packed(cx, yp, x.len(), 4, &code_of);
+        }
+        return cx.for_n(x.len(), |cx, i| {
+            let c = code_of(cx, i)?;
+            let b = cx.b.ins().ireduce(types::I8, c);
+            let a = cx.b.ins().iadd(yp, i);
+            cx.store(b, a, 0);
+            Ok(())
+        });
+    }
     let (bits, signed) = packed(ydt).ok_or("QuantizeLinear to this type is not supported")?;
     let (lo, hi) = if signed {
         (
@@ -242,7 +272,11 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::DequantizeLinear(o) => (o.axis, false, o.block_size),
         op => return Err(format!("{} is not a quantisation op", op.op_type())),
     };
-    if packed(x.dtype).is_some() || packed(y.dtype).is_some() || decoded(x.dtype).is_some() {
+    if packed(x.dtype).is_some()
+        || packed(y.dtype).is_some()
+        || decoded(x.dtype).is_some()
+        || encoded(y.dtype)
+    {
         return packed_qdq(cx, io, &x, &y, quant, ax);
     }
     let (x, y, scale, zp) = if block != 0 {
