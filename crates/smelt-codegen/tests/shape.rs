@@ -349,3 +349,59 @@ fn run_time_slice_bounds_against_a_static_extent() {
         .run(&[TensorView::from(&xt), (&s).into(), (&e).into()])
         .is_err());
 }
+
+/// Pad's fill value and Range's bounds as run-time values (the output shapes static):
+/// the value is stored at run time; Range checks that its bounds give the static extent
+/// (status 1 otherwise).
+#[test]
+fn run_time_pad_value_and_range_bounds() {
+    use smelt_codegen::jit::{compile, Options, TensorView};
+    use smelt_ir::Type;
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[2, 2]);
+    let v = g.input("v", DType::F32, &[]);
+    let pads = g.ci64(&[0, 1, 1, 0]);
+    let p = g.node_n(
+        Op::Pad(ops::Pad {
+            mode: "constant".into(),
+        }),
+        &[Some(x), Some(pads), Some(v)],
+        1,
+    )[0];
+    let s = g.input("s", DType::F32, &[]);
+    let l = g.input("l", DType::F32, &[]);
+    let d = g.input("d", DType::F32, &[]);
+    let r = g.node(Op::Range(ops::Range {}), &[s, l, d]);
+    let mut gr = g.finish(&[p, r]);
+    gr.set_value_type(r, Type::tensor(DType::F32, &[3]));
+    let mut m = compile(&gr, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let xt = t32(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let sc = |v: f32| Tensor::from_vec(vec![], &[v]).unwrap();
+    let (vt, st, lt, dt) = (sc(9.0), sc(1.0), sc(2.0), sc(0.4));
+    let out = m
+        .run(&[
+            TensorView::from(&xt),
+            (&vt).into(),
+            (&st).into(),
+            (&lt).into(),
+            (&dt).into(),
+        ])
+        .unwrap();
+    // pads [0, 1, 1, 0]: one column before, one row after.
+    assert_eq!(
+        f32s(&out[0]),
+        vec![9.0, 1.0, 2.0, 9.0, 3.0, 4.0, 9.0, 9.0, 9.0]
+    );
+    close(&f32s(&out[1]), &[1.0, 1.4, 1.8], 1e-6, 1e-6);
+    // Limit 2.5 gives four elements: refused.
+    let lt = sc(2.5);
+    assert!(m
+        .run(&[
+            TensorView::from(&xt),
+            (&vt).into(),
+            (&st).into(),
+            (&lt).into(),
+            (&dt).into()
+        ])
+        .is_err());
+}
