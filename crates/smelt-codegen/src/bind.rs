@@ -152,7 +152,7 @@ pub fn freeze_inputs(
 /// start, limit and delta, TopK's k, Resize's scales and sizes, and its roi for
 /// tf_crop_and_resize) or are baked into the generated
 /// code (Clip's bounds, Pad's fill value, BatchNormalization's parameters, Dropout's ratio and
-/// training flag). An operand computed at run time there makes the node refused (or its output shape
+/// training flag, Trilu's k). An operand computed at run time there makes the node refused (or its output shape
 /// unknown).
 pub fn value_operands(op: &Op) -> &'static [usize] {
     match op {
@@ -181,6 +181,7 @@ pub fn value_operands(op: &Op) -> &'static [usize] {
         Op::Resize(_) => &[2, 3],
         Op::Dropout(_) => &[1, 2],
         Op::BatchNormalization(_) => &[1, 2, 3, 4],
+        op if crate::lower::shape::trilu_attrs(op).is_some() => &[1],
         _ => &[],
     }
 }
@@ -246,13 +247,15 @@ pub fn compile_time_inputs(g: &Graph, inputs: &[Tensor]) -> Vec<String> {
         .collect()
 }
 
-/// Sets the output types of the opaque ops the backend lowers; true when one changed.
+/// Sets the output types of the opaque ops the backend lowers (the legacy softmax and Trilu
+/// their input's type, CastLike its first input's shape and its second input's dtype); true
+/// when one changed.
 fn retype_opaque(g: &mut Graph) -> bool {
     let mut retyped = false;
     for id in g.node_ids() {
         let op = &g.node(id).op;
         let (softmax, cast_like) = (
-            crate::lower::softmax_legacy(op),
+            crate::lower::softmax_legacy(op) || crate::lower::shape::trilu_attrs(op).is_some(),
             crate::lower::is_cast_like(op),
         );
         if !(softmax || cast_like) {

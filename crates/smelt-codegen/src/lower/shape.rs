@@ -662,6 +662,74 @@ fn run_time_slice(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     copy_nest(cx, &y.dims, src, &src_el, d, &strides(&y.dims), x.elem())
 }
 
+/// ONNX `Trilu` (kept opaque by the IR): `Some(upper)` for a Trilu node with no other
+/// attribute than `upper`.
+pub(crate) fn trilu_attrs(op: &Op) -> Option<bool> {
+    let Op::Opaque(o) = op else { return None };
+    if o.op_type != "Trilu" || !(o.domain.is_empty() || o.domain == "ai.onnx") {
+        return None;
+    }
+    let mut upper = true;
+    for (n, v) in &o.attrs {
+        match (n.as_str(), v) {
+            ("upper", smelt_ir::Attr::Int(u)) => upper = *u != 0,
+            _ => return None,
+        }
+    }
+    Some(upper)
+}
+
+/// Trilu: keeps the elements on and above (upper) or on and below (lower) the `k`-th diagonal
+/// of the last two axes and zeroes the others; `k` is a constant (default 0).
+pub(crate) fn trilu(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let upper = trilu_attrs(io.op()).ok_or("not a Trilu")?;
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    let r = x.dims.len();
+    if r < 2 || y.dims != x.dims {
+        return Err("Trilu takes a tensor of rank 2 or more".into());
+    }
+    let k = match io.opt_input(1) {
+        Some(_) => *io
+            .const_ints(1)
+            .ok_or("Trilu's k must be constant")?
+            .first()
+            .ok_or("Trilu's k is empty")?,
+        None => 0,
+    };
+    let (rows, cols) = (x.dims[r - 2], x.dims[r - 1]);
+    let mats: usize = x.dims[..r - 2].iter().product();
+    let e = x.elem() as i64;
+    let ty = clif_ty_of(x.elem())?;
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let zero = cx.b.ins().iconst(ty, 0);
+    let plane = (rows * cols) as i64 * e;
+    cx.for_n(mats, |cx, m| {
+        let xm = cx.index(xp, m, plane);
+        let ym = cx.index(yp, m, plane);
+        cx.for_n(rows, |cx, i| {
+            let xr = cx.index(xm, i, cols as i64 * e);
+            let yr = cx.index(ym, i, cols as i64 * e);
+            cx.for_n(cols, |cx, j| {
+                let a = cx.index(xr, j, e);
+                let v = cx.load(ty, a, 0);
+                // Kept when j - i >= k (upper) or j - i <= k (lower).
+                let d = cx.b.ins().isub(j, i);
+                let keep = if upper {
+                    cx.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, d, k)
+                } else {
+                    cx.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, d, k)
+                };
+                let v = cx.b.ins().select(keep, v, zero);
+                let b = cx.index(yr, j, e);
+                cx.store(v, b, 0);
+                Ok(())
+            })
+        })
+    })
+}
+
 /// Range whose start, limit or delta is a run-time value but whose output extent is static:
 /// `start + i * delta` computed at run time (in f64 for floats, i64 for integers), after
 /// checking that the bounds give exactly the static number of elements (status 1 otherwise).
