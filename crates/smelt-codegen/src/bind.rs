@@ -152,7 +152,7 @@ pub fn freeze_inputs(
 /// start, limit and delta, TopK's k, Resize's scales and sizes, and its roi for
 /// tf_crop_and_resize) or are baked into the generated
 /// code (Clip's bounds, Pad's fill value, BatchNormalization's parameters, Dropout's ratio and
-/// training flag, Trilu's k). An operand computed at run time there makes the node refused (or its output shape
+/// training flag, Trilu's k, CumSum's and CumProd's axis). An operand computed at run time there makes the node refused (or its output shape
 /// unknown).
 pub fn value_operands(op: &Op) -> &'static [usize] {
     match op {
@@ -182,6 +182,7 @@ pub fn value_operands(op: &Op) -> &'static [usize] {
         Op::Dropout(_) => &[1, 2],
         Op::BatchNormalization(_) => &[1, 2, 3, 4],
         op if crate::lower::shape::trilu_attrs(op).is_some() => &[1],
+        op if crate::lower::reduce::cum_attrs(op).is_some() => &[1],
         _ => &[],
     }
 }
@@ -247,15 +248,17 @@ pub fn compile_time_inputs(g: &Graph, inputs: &[Tensor]) -> Vec<String> {
         .collect()
 }
 
-/// Sets the output types of the opaque ops the backend lowers (the legacy softmax and Trilu
-/// their input's type, CastLike its first input's shape and its second input's dtype); true
+/// Sets the output types of the opaque ops the backend lowers (the legacy softmax, Trilu,
+/// CumSum and CumProd their input's type, CastLike its first input's shape and its second input's dtype); true
 /// when one changed.
 fn retype_opaque(g: &mut Graph) -> bool {
     let mut retyped = false;
     for id in g.node_ids() {
         let op = &g.node(id).op;
         let (softmax, cast_like) = (
-            crate::lower::softmax_legacy(op) || crate::lower::shape::trilu_attrs(op).is_some(),
+            crate::lower::softmax_legacy(op)
+                || crate::lower::shape::trilu_attrs(op).is_some()
+                || crate::lower::reduce::cum_attrs(op).is_some(),
             crate::lower::is_cast_like(op),
         );
         if !(softmax || cast_like) {

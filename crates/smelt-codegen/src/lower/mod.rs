@@ -676,6 +676,10 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             any_in()?;
             const_in(1, "Trilu's k")
         }
+        op @ Op::Opaque(_) if reduce::cum_attrs(op).is_some() => {
+            elementwise::check_arith(dt(0))?;
+            const_in(1, "the cumulative axis")
+        }
         op @ Op::Opaque(_) if is_cast_like(op) => match (dt(0), dt(1)) {
             (Some(a), Some(b)) if elementwise::cast_supported(a, b) => Ok(()),
             (a, b) => Err(format!("CastLike from {a:?} to {b:?} is not supported")),
@@ -738,6 +742,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         op @ Op::Opaque(_) if softmax::legacy(op).is_some() => softmax::lower(cx, io),
         op @ Op::Opaque(_) if is_cast_like(op) => elementwise::cast_like(cx, io),
         op @ Op::Opaque(_) if shape::trilu_attrs(op).is_some() => shape::trilu(cx, io),
+        op @ Op::Opaque(_) if reduce::cum_attrs(op).is_some() => reduce::cumulative(cx, io),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
         Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),

@@ -340,6 +340,101 @@ fn reduce_scalar(
     })
 }
 
+/// ONNX `CumSum` / `CumProd` (kept opaque by the IR): `Some((product, exclusive, reverse))`
+/// for such a node with no other attributes.
+pub(crate) fn cum_attrs(op: &Op) -> Option<(bool, bool, bool)> {
+    let Op::Opaque(o) = op else { return None };
+    let prod = match o.op_type.as_str() {
+        "CumSum" => false,
+        "CumProd" => true,
+        _ => return None,
+    };
+    if !(o.domain.is_empty() || o.domain == "ai.onnx") {
+        return None;
+    }
+    let (mut exclusive, mut reverse) = (false, false);
+    for (n, v) in &o.attrs {
+        match (n.as_str(), v) {
+            ("exclusive", smelt_ir::Attr::Int(e)) => exclusive = *e != 0,
+            ("reverse", smelt_ir::Attr::Int(r)) => reverse = *r != 0,
+            _ => return None,
+        }
+    }
+    Some((prod, exclusive, reverse))
+}
+
+/// CumSum / CumProd along a constant axis: one running sum (product) per line, in the
+/// element type, `exclusive` storing it before adding the element, `reverse` from the end.
+pub(crate) fn cumulative(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let (prod, exclusive, reverse) = cum_attrs(io.op()).ok_or("not CumSum/CumProd")?;
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    if y.dims != x.dims || y.dtype != x.dtype {
+        return Err("the cumulative output does not fit its input".into());
+    }
+    let r = x.dims.len().max(1);
+    let a = *io
+        .const_ints(1)
+        .ok_or("the cumulative axis must be constant")?
+        .first()
+        .ok_or("the cumulative axis is empty")?;
+    let dims = if x.dims.is_empty() {
+        vec![1]
+    } else {
+        x.dims.clone()
+    };
+    let a = axis(a, r)?;
+    let outer: usize = dims[..a].iter().product();
+    let n = dims[a];
+    let inner: usize = dims[a + 1..].iter().product();
+    let ty = super::clif_ty(x.dtype).ok_or("unsupported cumulative dtype")?;
+    let float = x.dtype.is_float();
+    let e = x.elem() as i64;
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let line = (n * inner) as i64 * e;
+    cx.nest(
+        &[outer, inner],
+        &[vec![line, e], vec![line, e]],
+        vec![xp, yp],
+        &mut |cx, p| {
+            let init = match (float, prod) {
+                (true, true) => cx.b.ins().f64const(1.0),
+                (true, false) => cx.b.ins().f64const(0.0),
+                (false, true) => cx.b.ins().iconst(ty, 1),
+                (false, false) => cx.b.ins().iconst(ty, 0),
+            };
+            let init = if float && ty == types::F32 {
+                cx.b.ins().fdemote(types::F32, init)
+            } else {
+                init
+            };
+            let acc = cx.var(ty, init);
+            cx.for_n(n, |cx, t| {
+                let idx = if reverse {
+                    let last = cx.iconst(n as i64 - 1);
+                    cx.b.ins().isub(last, t)
+                } else {
+                    t
+                };
+                let xa = cx.index(p[0], idx, inner as i64 * e);
+                let ya = cx.index(p[1], idx, inner as i64 * e);
+                let v = cx.load(ty, xa, 0);
+                let s = cx.b.use_var(acc);
+                let next = match (float, prod) {
+                    (true, true) => cx.b.ins().fmul(s, v),
+                    (true, false) => cx.b.ins().fadd(s, v),
+                    (false, true) => cx.b.ins().imul(s, v),
+                    (false, false) => cx.b.ins().iadd(s, v),
+                };
+                cx.store(if exclusive { s } else { next }, ya, 0);
+                cx.b.def_var(acc, next);
+                Ok(())
+            })
+        },
+    )
+}
+
 fn reduce_attrs(op: &Op) -> (bool, bool) {
     let (k, n) = match op {
         Op::ReduceMean(o) => (o.keepdims, o.noop_with_empty_axes),
