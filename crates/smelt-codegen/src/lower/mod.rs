@@ -676,6 +676,15 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             any_in()?;
             const_in(1, "Trilu's k")
         }
+        op @ Op::Opaque(_) if reduce::line_op(op).is_some() => {
+            let rank = ins
+                .first()
+                .copied()
+                .flatten()
+                .and_then(|v| g.value_type(v).shape().map(|s| s.len()));
+            let lo = reduce::line_op(op).ok_or("not a line op")?;
+            reduce::check_line_op(lo, rank, dt(0))
+        }
         op @ Op::Opaque(_) if reduce::cum_attrs(op).is_some() => {
             elementwise::check_arith(dt(0))?;
             const_in(1, "the cumulative axis")
@@ -743,6 +752,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         op @ Op::Opaque(_) if is_cast_like(op) => elementwise::cast_like(cx, io),
         op @ Op::Opaque(_) if shape::trilu_attrs(op).is_some() => shape::trilu(cx, io),
         op @ Op::Opaque(_) if reduce::cum_attrs(op).is_some() => reduce::cumulative(cx, io),
+        op @ Op::Opaque(_) if reduce::line_op(op).is_some() => reduce::lower_line_op(cx, io),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
         Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),
