@@ -249,7 +249,7 @@ pub fn compile_time_inputs(g: &Graph, inputs: &[Tensor]) -> Vec<String> {
 }
 
 /// Sets the output types of the opaque ops the backend lowers (the legacy softmax, Trilu,
-/// CumSum, CumProd, Hardmax and LpNormalization their input's type, CastLike its first input's shape and its second input's dtype); true
+/// CumSum, CumProd, Hardmax, LpNormalization and RMSNormalization their input's type, CastLike its first input's shape and its second input's dtype); true
 /// when one changed.
 fn retype_opaque(g: &mut Graph) -> bool {
     let mut retyped = false;
@@ -259,7 +259,8 @@ fn retype_opaque(g: &mut Graph) -> bool {
             crate::lower::softmax_legacy(op)
                 || crate::lower::shape::trilu_attrs(op).is_some()
                 || crate::lower::reduce::cum_attrs(op).is_some()
-                || crate::lower::reduce::line_op(op).is_some(),
+                || crate::lower::reduce::line_op(op).is_some()
+                || crate::lower::norm::rms_attrs(op).is_some(),
             crate::lower::is_cast_like(op),
         );
         if !(softmax || cast_like) {

@@ -685,6 +685,17 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             let lo = reduce::line_op(op).ok_or("not a line op")?;
             reduce::check_line_op(lo, rank, dt(0))
         }
+        op @ Op::Opaque(_) if norm::rms_attrs(op).is_some() => {
+            let io = |i: usize| {
+                let v = ins.get(i).copied().flatten()?;
+                let t = g.value_type(v);
+                Some((t.dtype()?, t.static_dims()?))
+            };
+            if dt(0) != Some(DType::F32) || dt(1) != Some(DType::F32) {
+                return Err("RMSNormalization takes f32 data and scale".into());
+            }
+            norm::check_rms(io(0), io(1))
+        }
         op @ Op::Opaque(_) if reduce::cum_attrs(op).is_some() => {
             elementwise::check_arith(dt(0))?;
             const_in(1, "the cumulative axis")
@@ -753,6 +764,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         op @ Op::Opaque(_) if shape::trilu_attrs(op).is_some() => shape::trilu(cx, io),
         op @ Op::Opaque(_) if reduce::cum_attrs(op).is_some() => reduce::cumulative(cx, io),
         op @ Op::Opaque(_) if reduce::line_op(op).is_some() => reduce::lower_line_op(cx, io),
+        op @ Op::Opaque(_) if norm::rms_attrs(op).is_some() => norm::lower_rms(cx, io),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
         Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),

@@ -9,7 +9,7 @@
 use super::reduce::{fold_contig, Fold};
 use super::{axis, Ctx, Lanes, NodeIo, Operand, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use smelt_ir::Op;
+use smelt_ir::{DType, Op};
 
 /// Mean and `1 / sqrt(var + eps)` of `n` contiguous floats at `p`.
 fn stats(cx: &mut Ctx, p: Value, n: usize, eps: f32) -> R<(Value, Value)> {
@@ -155,6 +155,99 @@ fn batch_norm_training(cx: &mut Ctx, io: &NodeIo, o: &smelt_ir::ops::BatchNormal
             cx.store(r, dst, 0);
         }
         Ok(())
+    })
+}
+
+/// ONNX `RMSNormalization` (kept opaque by the IR): `Some((axis, epsilon))` for such a node
+/// with `stash_type` 1 (f32 statistics, the default).
+pub(crate) fn rms_attrs(op: &Op) -> Option<(i64, f32)> {
+    let Op::Opaque(o) = op else { return None };
+    if o.op_type != "RMSNormalization" || !(o.domain.is_empty() || o.domain == "ai.onnx") {
+        return None;
+    }
+    let (mut axis, mut eps) = (-1i64, 1e-5f32);
+    for (n, v) in &o.attrs {
+        match (n.as_str(), v) {
+            ("axis", smelt_ir::Attr::Int(a)) => axis = *a,
+            ("epsilon", smelt_ir::Attr::Float(e)) => eps = *e,
+            ("stash_type", smelt_ir::Attr::Int(1)) => {}
+            _ => return None,
+        }
+    }
+    Some((axis, eps))
+}
+
+/// Why an RMSNormalization node cannot be lowered, if it cannot: f32 data, and a scale whose
+/// dims are a suffix of the data's (so that element `j` of a normalised row takes scale
+/// `j % len`).
+pub(crate) fn check_rms(x: Option<(DType, Vec<usize>)>, w: Option<(DType, Vec<usize>)>) -> R<()> {
+    match (x, w) {
+        (Some((DType::F32, xd)), Some((DType::F32, wd))) => {
+            if wd.len() <= xd.len() && xd[xd.len() - wd.len()..] == wd[..] {
+                Ok(())
+            } else {
+                Err(format!(
+                    "an RMSNormalization scale of dims {wd:?} for data of dims {xd:?} is not supported"
+                ))
+            }
+        }
+        (Some((DType::F32, _)), _) | (None, _) => Ok(()),
+        (Some((d, _)), _) => Err(format!("{d} inputs are not supported (f32 only)")),
+    }
+}
+
+/// Lowers RMSNormalization: per row of the trailing axes from `axis`, the mean of squares in
+/// f32, then `x / sqrt(mean + epsilon) * scale`.
+pub(crate) fn lower_rms(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let (ax, eps) = rms_attrs(io.op()).ok_or("not an RMSNormalization")?;
+    let x = io.input(0)?;
+    let w = io.input(1)?;
+    let y = io.output(0)?;
+    check_rms(
+        Some((x.dtype, x.dims.clone())),
+        Some((w.dtype, w.dims.clone())),
+    )?;
+    if y.dims != x.dims {
+        return Err("the output does not fit the input".into());
+    }
+    let a = axis(ax, x.dims.len())?;
+    let rows: usize = x.dims[..a].iter().product();
+    let n: usize = x.dims[a..].iter().product();
+    let wn = w.len().max(1);
+    if n % wn != 0 {
+        return Err("the scale does not divide the normalised row".into());
+    }
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let wp = cx.addr(io.g, w)?;
+    let row = (n * 4) as i64;
+    let k = cx.fconst(Lanes::One, n as f32);
+    let e = cx.fconst(Lanes::One, eps);
+    cx.for_n(rows, |cx, ri| {
+        let xr = cx.index(xp, ri, row);
+        let yr = cx.index(yp, ri, row);
+        let ss = fold_contig(cx, xr, n, Fold::SumSquare, &|_, _, v| v)?;
+        let ms = cx.b.ins().fdiv(ss, k);
+        let ve = cx.b.ins().fadd(ms, e);
+        let sd = cx.b.ins().sqrt(ve);
+        let one = cx.fconst(Lanes::One, 1.0);
+        let rr = cx.b.ins().fdiv(one, sd);
+        // The scale repeats every `wn` elements of the row.
+        cx.for_n(n / wn, |cx, b| {
+            let xb = cx.index(xr, b, (wn * 4) as i64);
+            let yb = cx.index(yr, b, (wn * 4) as i64);
+            cx.for_n(wn, |cx, j| {
+                let xa = cx.index(xb, j, 4);
+                let v = cx.load(types::F32, xa, 0);
+                let wa = cx.index(wp, j, 4);
+                let s = cx.load(types::F32, wa, 0);
+                let t = cx.b.ins().fmul(v, rr);
+                let t = cx.b.ins().fmul(t, s);
+                let ya = cx.index(yb, j, 4);
+                cx.store(t, ya, 0);
+                Ok(())
+            })
+        })
     })
 }
 
