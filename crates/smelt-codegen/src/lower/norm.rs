@@ -214,7 +214,7 @@ pub(crate) fn lower_rms(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let rows: usize = x.dims[..a].iter().product();
     let n: usize = x.dims[a..].iter().product();
     let wn = w.len().max(1);
-    if n % wn != 0 {
+    if !n.is_multiple_of(wn) {
         return Err("the scale does not divide the normalised row".into());
     }
     let xp = cx.addr(io.g, x)?;
