@@ -249,21 +249,28 @@ pub fn compile_time_inputs(g: &Graph, inputs: &[Tensor]) -> Vec<String> {
 }
 
 /// Sets the output types of the opaque ops the backend lowers (the legacy softmax, Trilu,
-/// CumSum, CumProd, Hardmax, LpNormalization and RMSNormalization their input's type, CastLike its first input's shape and its second input's dtype); true
+/// CumSum, CumProd, Hardmax, LpNormalization, RMSNormalization, Selu, Celu, ThresholdedRelu
+/// and the bitwise ops their input's type, IsInf its input's shape as bool, CastLike its first input's shape and its second input's dtype); true
 /// when one changed.
 fn retype_opaque(g: &mut Graph) -> bool {
     let mut retyped = false;
     for id in g.node_ids() {
         let op = &g.node(id).op;
+        // IsInf: its input's shape, bool.
+        let is_inf = matches!(
+            crate::lower::elementwise::opaque_elementwise(op),
+            Some(crate::lower::elementwise::OpaqueEw::IsInf(..))
+        );
         let (softmax, cast_like) = (
             crate::lower::softmax_legacy(op)
+                || (crate::lower::elementwise::opaque_elementwise(op).is_some() && !is_inf)
                 || crate::lower::shape::trilu_attrs(op).is_some()
                 || crate::lower::reduce::cum_attrs(op).is_some()
                 || crate::lower::reduce::line_op(op).is_some()
                 || crate::lower::norm::rms_attrs(op).is_some(),
             crate::lower::is_cast_like(op),
         );
-        if !(softmax || cast_like) {
+        if !(softmax || cast_like || is_inf) {
             continue;
         }
         let ins = g.node_inputs(id);
@@ -271,6 +278,11 @@ fn retype_opaque(g: &mut Graph) -> bool {
             continue;
         };
         let mut ty = g.value_type(*x).clone();
+        if is_inf {
+            if let Type::Tensor(t) = &mut ty {
+                t.dtype = Some(smelt_ir::DType::Bool);
+            }
+        }
         if cast_like {
             let like = ins
                 .get(1)

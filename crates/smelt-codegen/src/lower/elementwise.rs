@@ -629,6 +629,148 @@ fn is_float(cx: &Ctx, v: Value) -> bool {
     cx.b.func.dfg.value_type(v).lane_type().is_float()
 }
 
+/// The elementwise ops the IR keeps opaque that the backend lowers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OpaqueEw {
+    /// `gamma * (x > 0 ? x : alpha * (e^x - 1))`.
+    Selu(f32, f32),
+    /// `max(0, x) + min(0, alpha * (e^(x / alpha) - 1))`.
+    Celu(f32),
+    /// `x > alpha ? x : 0`.
+    ThresholdedRelu(f32),
+    /// Infinities (positive, negative) as bool.
+    IsInf(bool, bool),
+    /// Bitwise and, or, xor of two integer tensors of one shape.
+    Bitwise(u8),
+    /// Bitwise not.
+    BitwiseNot,
+}
+
+/// The [`OpaqueEw`] of an opaque node, if the backend lowers it (known attributes only).
+pub(crate) fn opaque_elementwise(op: &Op) -> Option<OpaqueEw> {
+    let Op::Opaque(o) = op else { return None };
+    if !(o.domain.is_empty() || o.domain == "ai.onnx") {
+        return None;
+    }
+    let f = |name: &str, def: f32| -> Option<f32> {
+        match o.attrs.iter().find(|(n, _)| n == name) {
+            None => Some(def),
+            Some((_, smelt_ir::Attr::Float(v))) => Some(*v),
+            Some(_) => None,
+        }
+    };
+    let i = |name: &str, def: i64| -> Option<i64> {
+        match o.attrs.iter().find(|(n, _)| n == name) {
+            None => Some(def),
+            Some((_, smelt_ir::Attr::Int(v))) => Some(*v),
+            Some(_) => None,
+        }
+    };
+    let only = |names: &[&str]| o.attrs.iter().all(|(n, _)| names.contains(&n.as_str()));
+    Some(match o.op_type.as_str() {
+        "Selu" if only(&["alpha", "gamma"]) => {
+            OpaqueEw::Selu(f("alpha", 1.673_263_2)?, f("gamma", 1.050_701)?)
+        }
+        "Celu" if only(&["alpha"]) => OpaqueEw::Celu(f("alpha", 1.0)?),
+        "ThresholdedRelu" if only(&["alpha"]) => OpaqueEw::ThresholdedRelu(f("alpha", 1.0)?),
+        "IsInf" if only(&["detect_positive", "detect_negative"]) => {
+            OpaqueEw::IsInf(i("detect_positive", 1)? != 0, i("detect_negative", 1)? != 0)
+        }
+        "BitwiseAnd" if only(&[]) => OpaqueEw::Bitwise(0),
+        "BitwiseOr" if only(&[]) => OpaqueEw::Bitwise(1),
+        "BitwiseXor" if only(&[]) => OpaqueEw::Bitwise(2),
+        "BitwiseNot" if only(&[]) => OpaqueEw::BitwiseNot,
+        _ => return None,
+    })
+}
+
+/// Why an [`OpaqueEw`] node cannot be lowered, if it cannot; `a` and `b` are its inputs'
+/// dtypes and (when known) static dims.
+pub(crate) fn check_opaque_elementwise(
+    op: OpaqueEw,
+    a: (Option<DType>, Option<Vec<usize>>),
+    b: (Option<DType>, Option<Vec<usize>>),
+) -> R<()> {
+    let int = |d: Option<DType>| d.is_some_and(|d| d.is_int() && clif_ty(d).is_some());
+    match op {
+        OpaqueEw::Bitwise(_) => {
+            if !int(a.0) || a.0 != b.0 {
+                return Err("bitwise ops take two integer tensors of one dtype".into());
+            }
+            match (a.1, b.1) {
+                (Some(x), Some(y)) if x == y => Ok(()),
+                _ => Err("bitwise ops are lowered for two inputs of one static shape".into()),
+            }
+        }
+        OpaqueEw::BitwiseNot if int(a.0) => Ok(()),
+        OpaqueEw::BitwiseNot => Err("BitwiseNot takes an integer tensor".into()),
+        _ if a.0 == Some(DType::F32) => Ok(()),
+        _ => Err(format!("{:?} inputs are not supported (f32 only)", a.0)),
+    }
+}
+
+/// Lowers an [`OpaqueEw`] node.
+pub(crate) fn lower_opaque(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let op = opaque_elementwise(io.op()).ok_or("not a lowered opaque elementwise op")?;
+    let out = io.output(0)?.clone();
+    let x = io.input(0)?.clone();
+    match op {
+        OpaqueEw::Selu(alpha, gamma) => map_scalar(cx, io, &out, &[&x], &move |cx, l, a| {
+            let e = math::exp(cx, l, a[0]);
+            let one = cx.fconst(l, 1.0);
+            let em1 = cx.b.ins().fsub(e, one);
+            let al = cx.fconst(l, alpha);
+            let neg = cx.b.ins().fmul(em1, al);
+            let z = cx.fconst(l, 0.0);
+            let gt = cx.fcmp(FloatCC::GreaterThan, a[0], z);
+            let v = cx.select(l, gt, a[0], neg);
+            let g = cx.fconst(l, gamma);
+            Ok(cx.b.ins().fmul(v, g))
+        }),
+        OpaqueEw::Celu(alpha) => map_scalar(cx, io, &out, &[&x], &move |cx, l, a| {
+            let al = cx.fconst(l, alpha);
+            let q = cx.b.ins().fdiv(a[0], al);
+            let e = math::exp(cx, l, q);
+            let one = cx.fconst(l, 1.0);
+            let em1 = cx.b.ins().fsub(e, one);
+            let neg = cx.b.ins().fmul(em1, al);
+            let z = cx.fconst(l, 0.0);
+            let pos = cx.b.ins().fmax(a[0], z);
+            let neg = cx.b.ins().fmin(neg, z);
+            Ok(cx.b.ins().fadd(pos, neg))
+        }),
+        OpaqueEw::ThresholdedRelu(alpha) => map_scalar(cx, io, &out, &[&x], &move |cx, l, a| {
+            let al = cx.fconst(l, alpha);
+            let z = cx.fconst(l, 0.0);
+            let gt = cx.fcmp(FloatCC::GreaterThan, a[0], al);
+            Ok(cx.select(l, gt, a[0], z))
+        }),
+        OpaqueEw::IsInf(pos, neg) => map_scalar(cx, io, &out, &[&x], &move |cx, l, a| {
+            let inf = cx.fconst(l, f32::INFINITY);
+            let ninf = cx.fconst(l, f32::NEG_INFINITY);
+            let p = cx.b.ins().fcmp(FloatCC::Equal, a[0], inf);
+            let n = cx.b.ins().fcmp(FloatCC::Equal, a[0], ninf);
+            let f = cx.b.ins().iconst(types::I8, 0);
+            let p = if pos { p } else { f };
+            let n = if neg { n } else { f };
+            Ok(cx.b.ins().bor(p, n))
+        }),
+        OpaqueEw::Bitwise(k) => {
+            let y = io.input(1)?.clone();
+            map_scalar(cx, io, &out, &[&x, &y], &move |cx, _, a| {
+                Ok(match k {
+                    0 => cx.b.ins().band(a[0], a[1]),
+                    1 => cx.b.ins().bor(a[0], a[1]),
+                    _ => cx.b.ins().bxor(a[0], a[1]),
+                })
+            })
+        }
+        OpaqueEw::BitwiseNot => {
+            map_scalar(cx, io, &out, &[&x], &|cx, _, a| Ok(cx.b.ins().bnot(a[0])))
+        }
+    }
+}
+
 /// Lowers every elementwise op.
 pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let out = io.output(0)?.clone();

@@ -685,6 +685,17 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             let lo = reduce::line_op(op).ok_or("not a line op")?;
             reduce::check_line_op(lo, rank, dt(0))
         }
+        op @ Op::Opaque(_) if elementwise::opaque_elementwise(op).is_some() => {
+            let at = |i: usize| {
+                let v = ins.get(i).copied().flatten();
+                (
+                    v.and_then(|v| g.value_type(v).dtype()),
+                    v.and_then(|v| g.value_type(v).static_dims()),
+                )
+            };
+            let ew = elementwise::opaque_elementwise(op).ok_or("not elementwise")?;
+            elementwise::check_opaque_elementwise(ew, at(0), at(1))
+        }
         op @ Op::Opaque(_) if norm::rms_attrs(op).is_some() => {
             let io = |i: usize| {
                 let v = ins.get(i).copied().flatten()?;
@@ -765,6 +776,9 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         op @ Op::Opaque(_) if reduce::cum_attrs(op).is_some() => reduce::cumulative(cx, io),
         op @ Op::Opaque(_) if reduce::line_op(op).is_some() => reduce::lower_line_op(cx, io),
         op @ Op::Opaque(_) if norm::rms_attrs(op).is_some() => norm::lower_rms(cx, io),
+        op @ Op::Opaque(_) if elementwise::opaque_elementwise(op).is_some() => {
+            elementwise::lower_opaque(cx, io)
+        }
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
         Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),
