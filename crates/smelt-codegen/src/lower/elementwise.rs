@@ -6,6 +6,10 @@
 //! Other dtypes (integer shapes and indices, bool masks) run one element at a time. Every
 //! element is read before its slot is written, so the output may share the input's storage
 //! (the memory plan's in-place rule).
+//!
+//! Also here: casts from and to packed sub-byte integers and the 8-/4-bit floats (element by
+//! element), and the elementwise ops the IR keeps opaque ([`OpaqueEw`]: Selu, Celu,
+//! ThresholdedRelu, IsInf, the bitwise ops).
 
 use super::math;
 use super::{bc, clif_ty, strides, Ctx, Lanes, NodeIo, Operand, R};

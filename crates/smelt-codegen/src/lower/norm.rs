@@ -1,7 +1,8 @@
 //! Normalisations: BatchNormalization (inference: folded at compile time into one scale and
-//! shift per channel; training mode: batch statistics per channel at run time, and the
-//! running mean and variance outputs), LayerNormalization (over the trailing axes from `axis`, with the
-//! optional Mean and InvStdDev outputs) and InstanceNormalization (per image and channel).
+//! shift per channel; training mode: batch statistics per channel at run time, and the running
+//! mean and variance outputs), LayerNormalization (over the trailing axes from `axis`, with the
+//! optional Mean and InvStdDev outputs), InstanceNormalization (per image and channel) and
+//! RMSNormalization (kept opaque by the IR; root mean square over the trailing axes).
 //!
 //! Statistics use two passes over contiguous rows (mean, then the mean of squared deviations),
 //! four lanes at a time, then one pass applies `(x - mean) * rstd * scale + bias`.
