@@ -16,6 +16,7 @@ pub(crate) mod control;
 pub(crate) mod conv;
 pub(crate) mod conv_transpose;
 pub(crate) mod elementwise;
+pub(crate) mod linalg64;
 pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod norm;
@@ -576,6 +577,14 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         }
         Op::Mod(_) => elementwise::check_int_or_f32(dt(0)),
         Op::Sin(_) | Op::Cos(_) => f32_in(),
+        Op::MatMul(_) if dt(0) == Some(DType::F64) => {
+            let at = |i: usize| {
+                let v = ins.get(i).copied().flatten()?;
+                let t = g.value_type(v);
+                Some((t.dtype()?, t.shape()?.len()))
+            };
+            linalg64::check(at(0), at(1))
+        }
         Op::Gemm(_) | Op::MatMul(_) => f32_in(),
         Op::Conv(_) => {
             f32_in()?;
@@ -594,6 +603,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         }
         Op::InstanceNormalization(_) | Op::LayerNormalization(_) => f32_in(),
         Op::LRN(_) => f32_in(),
+        Op::Softmax(_) | Op::LogSoftmax(_) if dt(0) == Some(DType::F64) => Ok(()),
         Op::Softmax(_) | Op::LogSoftmax(_) => f32_in(),
         Op::MaxPool(_) | Op::AveragePool(_) => pool::check(g, id),
         Op::GlobalAveragePool(_) | Op::GlobalMaxPool(_) => f32_in(),
@@ -752,6 +762,9 @@ pub(crate) fn unsupported_nodes(g: &Graph) -> Vec<Unsupported> {
 fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     match io.op() {
         Op::Input | Op::Const(_) => Ok(()),
+        Op::MatMul(_) if io.opt_input(0).is_some_and(|a| a.dtype == DType::F64) => {
+            linalg64::matmul(cx, io)
+        }
         Op::Gemm(_) | Op::MatMul(_) => matmul::lower(cx, io),
         Op::Conv(_) => conv::lower(cx, io),
         Op::ConvTranspose(_) => conv_transpose::lower(cx, io),
