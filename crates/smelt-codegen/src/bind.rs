@@ -103,7 +103,7 @@ pub fn bind(g: &Graph, shapes: &[(String, Vec<usize>)]) -> Result<Graph, Codegen
     // become constants once the inputs are bound; each round may make more shapes static (a
     // loop guard bounds the rounds).
     for _ in 0..32 {
-        let retyped = retype_opaque(&mut g);
+        let retyped = retype_opaque(&mut g) | shape_offset_slices(&mut g);
         let folded = crate::fold::fold_shapes(&mut g);
         if !retyped && folded == 0 {
             break;
@@ -246,6 +246,124 @@ pub fn compile_time_inputs(g: &Graph, inputs: &[Tensor]) -> Vec<String> {
         })
         .map(|(v, _)| g.value(v).name.clone())
         .collect()
+}
+
+/// `v` as `base + offset` for a constant offset, through Identity, Squeeze, Unsqueeze,
+/// Reshape, integer Cast and Add/Sub of a one-element integer constant.
+fn base_plus_const(g: &Graph, v: ValueId) -> (ValueId, i64) {
+    let mut v = v;
+    let mut off = 0i64;
+    for _ in 0..16 {
+        if !g.contains_value(v) {
+            break;
+        }
+        let id = v.node;
+        let ins = g.node_inputs(id);
+        let arg = |i: usize| ins.get(i).copied().flatten();
+        let konst = |i: usize| {
+            arg(i)
+                .and_then(|c| g.const_value(c))
+                .filter(|t| t.len() == 1 && !t.dtype().is_float())
+                .and_then(|t| t.to_i64_vec())
+                .and_then(|x| x.first().copied())
+        };
+        let next = match &g.node(id).op {
+            Op::Identity(_) | Op::Squeeze(_) | Op::Unsqueeze(_) | Op::Reshape(_) => arg(0),
+            Op::Cast(c) if c.to.is_int() => arg(0),
+            Op::Add(_) => match (konst(0), konst(1)) {
+                (_, Some(c)) => {
+                    off += c;
+                    arg(0)
+                }
+                (Some(c), _) => {
+                    off += c;
+                    arg(1)
+                }
+                _ => None,
+            },
+            Op::Sub(_) => konst(1).and_then(|c| {
+                off -= c;
+                arg(0)
+            }),
+            _ => None,
+        };
+        match next {
+            Some(n) => v = n,
+            None => break,
+        }
+    }
+    (v, off)
+}
+
+/// Gives a static shape to a Slice whose one-element starts and ends come at run time from
+/// one value plus different constants (`end = start + 1` of a Loop body's iteration counter):
+/// the extent along the axis is `(end offset - start offset) / step`, rounded up. The lowering
+/// checks at run time that the clamped bounds give that extent (status 1 otherwise). Recurses
+/// into subgraphs; true when a type changed.
+fn shape_offset_slices(g: &mut Graph) -> bool {
+    let mut changed = false;
+    for id in g.node_ids() {
+        for sub in g.node_mut(id).op.subgraphs_mut() {
+            if shape_offset_slices(sub) {
+                changed = true;
+                let _ = infer::infer_graph(sub);
+            }
+        }
+        if !matches!(g.node(id).op, Op::Slice(_)) {
+            continue;
+        }
+        let out = ValueId::new(id, 0);
+        if !g.contains_value(out) || g.value_type(out).static_dims().is_some() {
+            continue;
+        }
+        let ins = g.node_inputs(id);
+        let arg = |i: usize| ins.get(i).copied().flatten();
+        let (Some(x), Some(st), Some(en)) = (arg(0), arg(1), arg(2)) else {
+            continue;
+        };
+        let Some(dims) = g.value_type(x).static_dims() else {
+            continue;
+        };
+        let one = |v: ValueId| {
+            g.value_type(v)
+                .static_dims()
+                .is_some_and(|d| d.iter().product::<usize>() == 1)
+        };
+        if !one(st) || !one(en) || g.const_value(st).is_some() {
+            continue;
+        }
+        let ints = |i: usize| arg(i).map(|v| g.const_value(v).and_then(|t| t.to_i64_vec()));
+        let axis = match ints(3) {
+            None => 0,
+            Some(Some(a)) if a.len() == 1 => a[0],
+            _ => continue,
+        };
+        let step = match ints(4) {
+            None => 1,
+            Some(Some(s)) if s.len() == 1 && s[0] != 0 => s[0],
+            _ => continue,
+        };
+        let ((sb, so), (eb, eo)) = (base_plus_const(g, st), base_plus_const(g, en));
+        if sb != eb {
+            continue;
+        }
+        let r = dims.len() as i64;
+        let a = if axis < 0 { axis + r } else { axis };
+        if !(0..r).contains(&a) {
+            continue;
+        }
+        let span = if step > 0 { eo - so } else { so - eo };
+        let m = step.abs();
+        let extent = ((span.max(0) + m - 1) / m).min(dims[a as usize] as i64);
+        let mut out_dims = dims.clone();
+        out_dims[a as usize] = extent as usize;
+        let Some(dt) = g.value_type(x).dtype() else {
+            continue;
+        };
+        g.set_value_type(out, Type::tensor(dt, &out_dims));
+        changed = true;
+    }
+    changed
 }
 
 /// Sets the output types of the opaque ops the backend lowers (the legacy softmax, Trilu,
