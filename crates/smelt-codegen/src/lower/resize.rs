@@ -185,7 +185,13 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         }
         let ntaps = if antialias {
             let half = if cubic { 2.0 } else { 1.0 };
-            (2.0 - 2.0 * ((-half / sa).floor() + 1.0)) as usize
+            let w = 2.0 - 2.0 * ((-half / sa).floor() + 1.0);
+            if w > 1024.0 {
+                return Err(format!(
+                    "Resize scale {s} makes the antialiasing filter too wide"
+                ));
+            }
+            w as usize
         } else if cubic {
             4
         } else if linear {
