@@ -16,7 +16,7 @@
 //! even and its odd columns, so that each tap reads four outputs' inputs with one contiguous
 //! load instead of two loads and a shuffle.
 
-use super::{axis, Ctx, NodeIo, R};
+use super::{axis, winograd, Ctx, NodeIo, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::Variable;
 use smelt_ir::{Graph, NodeId, Op};
@@ -302,6 +302,9 @@ pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
     let Ok(gm) = geom(g, id) else {
         return 0;
     };
+    if let Some(p) = winograd_plan(g, id, &gm) {
+        return p.scratch_bytes(&gm) as u64;
+    }
     let pad = padding(&gm)
         .map(|(hp, wp, slack)| (gm.c * hp * wp + slack) * 4)
         .unwrap_or(0);
@@ -403,9 +406,53 @@ fn pack_runtime(cx: &mut Ctx, io: &NodeIo, gm: &Geom, dst: Value) -> R<(Value, V
     Ok((dst, bdst))
 }
 
+/// The Winograd plan for this node, when its weights (and bias) are constants and the shape
+/// suits (see [`winograd::plan`]); the same answer for the memory plan and the lowering.
+fn winograd_plan(g: &Graph, id: NodeId, gm: &Geom) -> Option<winograd::WinogradPlan> {
+    let ins = g.node_inputs(id);
+    let konst = |i: usize| {
+        ins.get(i).copied().flatten().map(|v| {
+            g.const_value(v)
+                .is_some_and(|t| t.dtype() == smelt_ir::DType::F32)
+        })
+    };
+    if konst(1) != Some(true) || konst(2) == Some(false) {
+        return None;
+    }
+    winograd::plan(gm)
+}
+
 /// Lowers Conv.
 pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let orig = geom(io.g, io.id)?;
+    if let Some(p) = winograd_plan(io.g, io.id, &orig) {
+        let wt = io
+            .konst(1)
+            .and_then(|t| t.to_f32_vec())
+            .ok_or("Conv's weight must be an f32 constant")?;
+        let bias: Vec<f32> = match io.konst(2) {
+            Some(t) => t.to_f32_vec().ok_or("Conv's bias must be f32")?,
+            None => vec![0.0; orig.m],
+        };
+        if wt.len() != orig.m * orig.c * 9 || bias.len() != orig.m {
+            return Err("Conv's weight or bias does not fit its shape".into());
+        }
+        let u = winograd::transform_weights(&wt, &orig, &p);
+        let off = io
+            .scratch
+            .ok_or("Conv needs scratch space the plan did not give")?;
+        let w = winograd::WinogradConv {
+            gm: &orig,
+            plan: &p,
+            u: cx.add_f32s(&u),
+            bias: cx.add_f32s(&bias),
+            x: cx.addr(io.g, io.input(0)?)?,
+            y: cx.addr(io.g, io.output(0)?)?,
+            scratch: cx.offset(cx.arena(), off as i64),
+            act: io.act,
+        };
+        return winograd::lower(cx, &w);
+    }
     let relu = io.act;
     let mpg = orig.m / orig.group;
     let cpg = orig.c / orig.group;

@@ -26,6 +26,7 @@ pub(crate) mod resize;
 pub(crate) mod rnn;
 pub(crate) mod shape;
 pub(crate) mod softmax;
+pub(crate) mod winograd;
 
 use crate::error::{CodegenError, Unsupported};
 use crate::plan::{MemoryPlan, NodeKind, Place};
