@@ -799,7 +799,7 @@ fn wide(
 }
 
 /// Four input values at `p + off + lane * s * 4` bytes.
-fn load_strided(cx: &mut Ctx, p: Value, off: i64, s: usize) -> Value {
+pub(crate) fn load_strided(cx: &mut Ctx, p: Value, off: i64, s: usize) -> Value {
     if s == 1 {
         return cx.load(types::F32X4, p, off);
     }

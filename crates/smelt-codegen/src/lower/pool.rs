@@ -141,18 +141,94 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         };
     }
     let ohw = w.out[0] * w.out[1];
+    let [(oh_lo, oh_hi), (ow_lo, ow_hi)] = [interior(&w, 0), interior(&w, 1)];
+    // Four outputs per vector where the whole window is inside the input (no clamping, no
+    // identity): the bulk of any image; the borders run one output at a time.
+    let vec_cols = (ow_hi - ow_lo) / 4;
     cx.for_n(planes, |cx, pl| {
         let xr = cx.index(xp, pl, (plane * 4) as i64);
         let yr = cx.index(yp, pl, (ohw * 4) as i64);
-        cx.for_n(w.out[0], |cx, oh| {
-            cx.for_n(w.out[1], |cx, ow| {
-                let v = window(cx, &w, xr, oh, ow, max, include_pad)?;
-                let a = cx.index(yr, oh, (w.out[1] * 4) as i64);
-                let a = cx.index(a, ow, 4);
-                cx.store(v, a, 0);
-                Ok(())
+        let scalar = |cx: &mut Ctx, oh: Value, ow: Value| -> R<()> {
+            let v = window(cx, &w, xr, oh, ow, max, include_pad)?;
+            let a = cx.index(yr, oh, (w.out[1] * 4) as i64);
+            let a = cx.index(a, ow, 4);
+            cx.store(v, a, 0);
+            Ok(())
+        };
+        let scalar_cols = |cx: &mut Ctx, oh: Value, lo: usize, hi: usize| -> R<()> {
+            cx.for_n(hi - lo, |cx, i| {
+                let ow = cx.b.ins().iadd_imm_s(i, lo as i64);
+                scalar(cx, oh, ow)
             })
-        })
+        };
+        let rows = |cx: &mut Ctx, lo: usize, hi: usize, inner: bool| -> R<()> {
+            cx.for_n(hi - lo, |cx, i| {
+                let oh = cx.b.ins().iadd_imm_s(i, lo as i64);
+                if !inner || vec_cols == 0 {
+                    return scalar_cols(cx, oh, 0, w.out[1]);
+                }
+                scalar_cols(cx, oh, 0, ow_lo)?;
+                cx.for_n(vec_cols, |cx, g| {
+                    let ow = cx.b.ins().imul_imm_s(g, 4);
+                    let ow = cx.b.ins().iadd_imm_s(ow, ow_lo as i64);
+                    let v = window4(cx, &w, xr, oh, ow, max)?;
+                    let a = cx.index(yr, oh, (w.out[1] * 4) as i64);
+                    let a = cx.index(a, ow, 4);
+                    cx.store(v, a, 0);
+                    Ok(())
+                })?;
+                scalar_cols(cx, oh, ow_lo + vec_cols * 4, w.out[1])
+            })
+        };
+        rows(cx, 0, oh_lo, false)?;
+        rows(cx, oh_lo, oh_hi, true)?;
+        rows(cx, oh_hi, w.out[0], false)
+    })
+}
+
+/// Outputs `[lo, hi)` along axis `a` whose whole window is inside the input.
+fn interior(w: &Win, a: usize) -> (usize, usize) {
+    let span = (w.k[a] - 1) * w.d[a];
+    let lo = w.pb[a].div_ceil(w.s[a]).min(w.out[a]);
+    // o * s - pb + span <= inp - 1
+    let hi = if w.inp[a] + w.pb[a] > span {
+        ((w.inp[a] + w.pb[a] - span - 1) / w.s[a] + 1).min(w.out[a])
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// Four adjacent outputs `(oh, ow..ow+4)` of a window lying inside the input.
+fn window4(cx: &mut Ctx, w: &Win, xr: Value, oh: Value, ow: Value, max: bool) -> R<Value> {
+    let mut acc: Option<Value> = None;
+    let ih0 = {
+        let v = cx.b.ins().imul_imm_s(oh, w.s[0] as i64);
+        cx.b.ins().iadd_imm_s(v, -(w.pb[0] as i64))
+    };
+    let iw0 = {
+        let v = cx.b.ins().imul_imm_s(ow, w.s[1] as i64);
+        cx.b.ins().iadd_imm_s(v, -(w.pb[1] as i64))
+    };
+    let base = cx.index(xr, ih0, (w.inp[1] * 4) as i64);
+    let base = cx.index(base, iw0, 4);
+    for kh in 0..w.k[0] {
+        for kw in 0..w.k[1] {
+            let off = ((kh * w.d[0] * w.inp[1] + kw * w.d[1]) * 4) as i64;
+            let v = super::conv::load_strided(cx, base, off, w.s[1]);
+            acc = Some(match acc {
+                None => v,
+                Some(a) if max => cx.b.ins().fmax(a, v),
+                Some(a) => cx.b.ins().fadd(a, v),
+            });
+        }
+    }
+    let acc = acc.ok_or("empty pooling window")?;
+    Ok(if max {
+        acc
+    } else {
+        let n = cx.fconst(Lanes::Four, (w.k[0] * w.k[1]) as f32);
+        cx.b.ins().fdiv(acc, n)
     })
 }
 

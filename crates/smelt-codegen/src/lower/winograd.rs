@@ -174,11 +174,14 @@ pub(crate) fn plan(gm: &Geom) -> Option<WinogradPlan> {
     (cost(&best) * 10 < direct * 7).then_some(best)
 }
 
-/// `U[ξ][mo][c]` = `(G g Gᵀ)[i][j]`, ξ = i·α + j, computed in f64.
+/// `U[ξ]` = `(G g Gᵀ)[i][j]` for every (output, input) channel pair, ξ = i·α + j, computed in
+/// f64, each `U[ξ]` (an M × C matrix) packed in blocks of four rows, `[M/4][C][4]`, for the
+/// GEMM kernel's linear stream (see [`Gemm::a_panel`]).
 pub(crate) fn transform_weights(w: &[f32], gm: &Geom, p: &WinogradPlan) -> Vec<f32> {
     let mt = mats(p.m);
     let a = p.alpha;
-    let mut u = vec![0f32; p.xi() * gm.m * gm.c];
+    let mp = gm.m.div_ceil(4) * 4;
+    let mut u = vec![0f32; p.xi() * mp * gm.c];
     for mo in 0..gm.m {
         for c in 0..gm.c {
             let g = |r: usize, s: usize| w.get((mo * gm.c + c) * 9 + r * 3 + s).copied();
@@ -193,7 +196,7 @@ pub(crate) fn transform_weights(w: &[f32], gm: &Geom, p: &WinogradPlan) -> Vec<f
             for i in 0..a {
                 for j in 0..a {
                     let v: f64 = (0..3).map(|s| t[i][s] * mt.g[j][s]).sum();
-                    u[((i * a + j) * gm.m + mo) * gm.c + c] = v as f32;
+                    u[(i * a + j) * mp * gm.c + ((mo / 4) * gm.c + c) * 4 + mo % 4] = v as f32;
                 }
             }
         }
@@ -289,7 +292,7 @@ pub(crate) fn lower(cx: &mut Ctx, w: &WinogradConv) -> R<()> {
         let tiles = p.tiles();
         let (vs, ms) = p.xi_strides(gm);
         cx.for_n(xi_n, |cx, xi| {
-            let a = cx.index(w.u, xi, (gm.m * gm.c * 4) as i64);
+            let a = cx.index(w.u, xi, (gm.m.div_ceil(4) * 4 * gm.c * 4) as i64);
             let b = cx.index(vbuf, xi, vs as i64);
             let c = cx.index(mbuf, xi, ms as i64);
             matmul::emit(
@@ -299,6 +302,7 @@ pub(crate) fn lower(cx: &mut Ctx, w: &WinogradConv) -> R<()> {
                     n: tiles,
                     k: gm.c,
                     a: (a, gm.c as i64, 1),
+                    a_panel: true,
                     b: BSrc::Packed(b),
                     c: (c, tiles as i64),
                     epi: Epilogue {
