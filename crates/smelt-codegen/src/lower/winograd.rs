@@ -170,8 +170,11 @@ pub(crate) fn plan(gm: &Geom) -> Option<WinogradPlan> {
     let cost = |p: &WinogradPlan| p.xi() * p.tiles();
     let (p2, p4) = (make(2), make(4));
     let best = if cost(&p4) < cost(&p2) { p4 } else { p2 };
-    // The transforms cost about as much as a few GEMM columns; ask for a clear gain.
-    (cost(&best) * 10 < direct * 7).then_some(best)
+    // The transforms cost about as much as a few GEMM columns; ask for a clear gain. The
+    // buffers hold every tile of the image at once (no tiling of the image yet): past 64 MiB
+    // of scratch the direct convolution, which needs only a padded copy, is the better deal.
+    let fits = best.scratch_bytes(gm) <= 64 << 20;
+    (fits && cost(&best) * 10 < direct * 7).then_some(best)
 }
 
 /// `U[ξ]` = `(G g Gᵀ)[i][j]` for every (output, input) channel pair, ξ = i·α + j, computed in
