@@ -118,7 +118,17 @@ fn panels_for(mr: usize) -> usize {
 fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -> R<()> {
     let nv = cols.div_ceil(4);
     let zero = cx.fconst(super::Lanes::Four, 0.0);
-    let accs: Vec<Variable> = (0..mr * nv).map(|_| cx.var(types::F32X4, zero)).collect();
+    // Narrow blocks (a batch-1 product's last layer: one row, a few columns) have too few
+    // accumulators to hide the FMA latency over a long K; they keep `sets` independent sets,
+    // one per unrolled step, summed at the end.
+    let sets = if gm.k >= 8 {
+        (12 / (mr * nv)).clamp(1, 4)
+    } else {
+        1
+    };
+    let accs: Vec<Variable> = (0..sets * mr * nv)
+        .map(|_| cx.var(types::F32X4, zero))
+        .collect();
     let (a_ptr, a_rs, a_cs) = gm.a;
     // Row pointers of A for this block.
     let (a_blk, a_step, a_r) = if gm.a_panel {
@@ -140,31 +150,50 @@ fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -
     };
     // One step of K at `kk + u` (u static): loads of B and A, mr × nv FMAs.
     let step = |cx: &mut Ctx, kk: Value, u: usize| -> R<()> {
-        let mut bv = vec![];
-        match gm.b {
-            BSrc::Packed(_) => {
-                let bp = cx.index(b_base, kk, (NR * 4) as i64);
-                for h in 0..nv {
+        // Vector h of B at this step: a load, emitted where it is wanted.
+        let bp = match gm.b {
+            BSrc::Packed(_) => cx.index(b_base, kk, (NR * 4) as i64),
+            BSrc::Strided { ks, .. } => cx.index(b_base, kk, ks * 4),
+        };
+        let load_b = |cx: &mut Ctx, h: usize| -> Value {
+            match gm.b {
+                BSrc::Packed(_) => {
                     // Vector h: panel h / 2 (K x 8 floats further per panel), half h % 2.
                     let off = ((h / 2) * gm.k * NR * 4 + (h % 2) * 16 + u * NR * 4) as i64;
-                    bv.push(cx.load(types::F32X4, bp, off));
+                    cx.load(types::F32X4, bp, off)
                 }
-            }
-            BSrc::Strided { ks, ns, .. } => {
-                let bp = cx.index(b_base, kk, ks * 4);
-                for h in 0..nv {
+                BSrc::Strided { ks, ns, .. } => {
                     let valid = cols.saturating_sub(h * 4).min(4);
                     let hp = cx.offset(bp, h as i64 * 4 * ns * 4 + u as i64 * ks * 4);
-                    bv.push(load_lanes(cx, hp, ns, valid));
+                    load_lanes(cx, hp, ns, valid)
                 }
             }
-        }
+        };
         let ap = cx.index(a_row, kk, a_step);
+        let set = (u % sets) * mr * nv;
+        if mr == 1 {
+            // One row (batch-1 GEMV): each B vector feeds one FMA, so it is loaded right
+            // before it (a memory operand of the FMA) instead of all up front, which would
+            // hold nv + nv accumulators + 1 registers and spill.
+            let a = cx.load(types::F32, ap, u as i64 * a_step);
+            let a = cx.b.ins().splat(types::F32X4, a);
+            for h in 0..nv {
+                let b = load_b(cx, h);
+                let var = accs[set + h];
+                let acc = cx.b.use_var(var);
+                // B first: x86's FMA overwrites its first factor, and B dies here while the
+                // broadcast A lives on (no register copy per FMA).
+                let s = cx.fma(b, a, acc);
+                cx.b.def_var(var, s);
+            }
+            return Ok(());
+        }
+        let bv: Vec<Value> = (0..nv).map(|h| load_b(cx, h)).collect();
         for r in 0..mr {
             let a = cx.load(types::F32, ap, r as i64 * a_r + u as i64 * a_step);
             let a = cx.b.ins().splat(types::F32X4, a);
             for (h, b) in bv.iter().enumerate() {
-                let var = accs[r * nv + h];
+                let var = accs[set + r * nv + h];
                 let acc = cx.b.use_var(var);
                 let s = cx.fma(a, *b, acc);
                 cx.b.def_var(var, s);
@@ -198,6 +227,10 @@ fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -
         for h in 0..nv {
             let valid = cols.saturating_sub(h * 4).min(4);
             let mut v = cx.b.use_var(accs[r * nv + h]);
+            for set in 1..sets {
+                let o = cx.b.use_var(accs[set * mr * nv + r * nv + h]);
+                v = cx.b.ins().fadd(v, o);
+            }
             if gm.epi.alpha != 1.0 {
                 let al = cx.fconst(super::Lanes::Four, gm.epi.alpha);
                 v = cx.b.ins().fmul(v, al);
