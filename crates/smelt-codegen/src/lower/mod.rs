@@ -398,11 +398,14 @@ impl<'a> Ctx<'a> {
     }
     /// Appends f32 values to the weights object; returns the address of the first.
     pub fn add_f32s(&mut self, v: &[f32]) -> Value {
-        let mut bytes = Vec::with_capacity(v.len() * 4);
+        // Straight into the object (no intermediate byte vector: packed weights run to
+        // hundreds of megabytes for large models).
+        let off = self.blob.len().div_ceil(64) * 64;
+        self.blob.resize(off, 0);
+        self.blob.reserve(v.len() * 4);
         for x in v {
-            bytes.extend_from_slice(&x.to_le_bytes());
+            self.blob.extend_from_slice(&x.to_le_bytes());
         }
-        let off = self.add_weights(&bytes);
         self.offset(self.weights, off as i64)
     }
     /// The address of byte `off` of the weights object.

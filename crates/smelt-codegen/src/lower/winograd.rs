@@ -185,21 +185,33 @@ pub(crate) fn transform_weights(w: &[f32], gm: &Geom, p: &WinogradPlan) -> Vec<f
     let a = p.alpha;
     let mp = gm.m.div_ceil(4) * 4;
     let mut u = vec![0f32; p.xi() * mp * gm.c];
+    // Fixed-size copies of G: this runs for every channel pair of the model (a million for
+    // ResNet-18), so no allocation or bounds-checked closure per pair.
+    let mut gmat = [[0f64; 3]; 6];
+    for (dst, src) in gmat.iter_mut().zip(&mt.g) {
+        dst.copy_from_slice(src);
+    }
+    let plane = mp * gm.c;
     for mo in 0..gm.m {
         for c in 0..gm.c {
-            let g = |r: usize, s: usize| w.get((mo * gm.c + c) * 9 + r * 3 + s).copied();
-            let g = |r, s| f64::from(g(r, s).unwrap_or(0.0));
-            // t = G g (α×3), then U = t Gᵀ (α×α).
-            let mut t = vec![[0f64; 3]; a];
-            for (i, ti) in t.iter_mut().enumerate() {
-                for (s, v) in ti.iter_mut().enumerate() {
-                    *v = (0..3).map(|r| mt.g[i][r] * g(r, s)).sum();
+            let mut g = [[0f64; 3]; 3];
+            if let Some(src) = w.get((mo * gm.c + c) * 9..(mo * gm.c + c) * 9 + 9) {
+                for (k, v) in src.iter().enumerate() {
+                    g[k / 3][k % 3] = f64::from(*v);
                 }
             }
+            // t = G g (α×3), then U = t Gᵀ (α×α).
+            let mut t = [[0f64; 3]; 6];
+            for i in 0..a {
+                for s in 0..3 {
+                    t[i][s] = gmat[i][0] * g[0][s] + gmat[i][1] * g[1][s] + gmat[i][2] * g[2][s];
+                }
+            }
+            let at = ((mo / 4) * gm.c + c) * 4 + mo % 4;
             for i in 0..a {
                 for j in 0..a {
-                    let v: f64 = (0..3).map(|s| t[i][s] * mt.g[j][s]).sum();
-                    u[(i * a + j) * mp * gm.c + ((mo / 4) * gm.c + c) * 4 + mo % 4] = v as f32;
+                    let v = t[i][0] * gmat[j][0] + t[i][1] * gmat[j][1] + t[i][2] * gmat[j][2];
+                    u[(i * a + j) * plane + at] = v as f32;
                 }
             }
         }
