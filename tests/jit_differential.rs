@@ -183,7 +183,7 @@ fn conv_matches_tract() {
 
 /// 3×3 stride-1 convolutions with enough channels that the JIT runs them by Winograd
 /// (F(2×2,3×3) or F(4×4,3×3), whichever pads less): odd and even sizes, partial tile groups,
-/// asymmetric and SAME padding, channel counts that are not multiples of 4.
+/// asymmetric and SAME padding, channel counts that are not multiples of 4, batches of 1 and 2.
 #[test]
 fn winograd_convs_match_tract() {
     let mut rng = Rng(29);
@@ -216,7 +216,8 @@ fn winograd_convs_match_tract() {
         });
         let bias = (rng.range(0, 1) == 1).then(|| rng.tensor(&[cout]));
         let wt = rng.tensor(&[cout, cin, 3, 3]);
-        let g = one_op(op, &[vec![1, cin, h, w]], vec![Some(wt), bias], 1);
+        let batch = rng.range(1, 2);
+        let g = one_op(op, &[vec![batch, cin, h, w]], vec![Some(wt), bias], 1);
         run_case(&format!("winograd case {i}"), g, &mut rng, EXACT, &mut t);
     }
     eprintln!("winograd: {} compared", t.compared);
