@@ -107,11 +107,11 @@ pub(crate) fn apply_act(cx: &mut Ctx, v: Value, act: Act) -> Value {
     let mut v = v;
     if lo.is_finite() {
         let l = cx.fconst(Lanes::Four, lo);
-        v = cx.b.ins().fmax(v, l);
+        v = cx.clamp_below(v, l);
     }
     if hi.is_finite() {
         let h = cx.fconst(Lanes::Four, hi);
-        v = cx.b.ins().fmin(v, h);
+        v = cx.clamp_above(v, h);
     }
     v
 }
@@ -274,6 +274,28 @@ impl<'a> Ctx<'a> {
         } else {
             let m = self.b.ins().fmul(a, b);
             self.b.ins().fadd(m, c)
+        }
+    }
+    /// `max(v, lo)` lane-wise (f32 or f32x4), NaN in `v` kept (ONNX Relu/Clip): `v < lo ? lo : v`.
+    /// Written as the compare-and-select that x64 lowers to one `maxps`; Cranelift's `fmax`
+    /// is IEEE `maximum` (NaN from either side, -0 < +0), about seven instructions.
+    pub fn clamp_below(&mut self, v: Value, lo: Value) -> Value {
+        let c = self.b.ins().fcmp(FloatCC::LessThan, v, lo);
+        self.pick(c, lo, v)
+    }
+    /// `min(v, hi)` lane-wise (f32 or f32x4), NaN in `v` kept: `hi < v ? hi : v` (one `minps`).
+    pub fn clamp_above(&mut self, v: Value, hi: Value) -> Value {
+        let c = self.b.ins().fcmp(FloatCC::LessThan, hi, v);
+        self.pick(c, hi, v)
+    }
+    /// `c ? a : b` for a comparison result `c` of scalar or vector floats.
+    fn pick(&mut self, c: Value, a: Value, b: Value) -> Value {
+        let ty = self.b.func.dfg.value_type(a);
+        if ty.is_vector() {
+            let c = self.b.ins().bitcast(ty, bc(), c);
+            self.b.ins().bitselect(c, a, b)
+        } else {
+            self.b.ins().select(c, a, b)
         }
     }
     /// Float comparison giving a lane mask usable by [`Ctx::select`].
