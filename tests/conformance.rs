@@ -328,6 +328,10 @@ struct JitTally {
     unsupported_tests: usize,
     compile_refused: Vec<(String, String)>,
     check_disagrees: Vec<(String, String)>,
+    /// Tests compiled with some inputs frozen to the test data's values.
+    frozen: usize,
+    /// Every unsupported test with its reasons (`op: reason`).
+    unsupported_why: Vec<(String, Vec<String>)>,
 }
 
 fn jit_one(dir: &Path, t: &mut JitTally) {
@@ -342,17 +346,42 @@ fn jit_one(dir: &Path, t: &mut JitTally) {
         return;
     };
     t.total += 1;
-    let unsupported = match guarded(|| Ok(smelt::check_native(&m))) {
-        Ok(u) => u,
-        Err(e) => {
-            t.failed.push((name, format!("check: {e}")));
-            return;
-        }
-    };
-    let opts = common::jit_options(&m, &inputs);
+    // As `smelt run` does: inputs whose values the backend needs at compile time (axes,
+    // shapes, bounds) are frozen to the test data's values; the model takes the others.
+    let frozen = smelt::compile_time_values(&m, &inputs);
+    let unsupported =
+        match guarded(|| smelt::check_native_frozen(&m, &frozen).map_err(|e| e.to_string())) {
+            Ok(u) => u,
+            Err(e) => {
+                t.failed.push((name, format!("check: {e}")));
+                return;
+            }
+        };
+    let mut opts = common::jit_options(&m, &inputs);
+    opts.input_shapes
+        .retain(|(n, _)| !frozen.iter().any(|(f, _)| f == n));
+    let runtime: Vec<&Tensor> = m
+        .graph
+        .inputs()
+        .iter()
+        .zip(&inputs)
+        .filter(|(v, _)| !frozen.iter().any(|(f, _)| *f == m.graph.value(**v).name))
+        .map(|(_, x)| x)
+        .collect();
+    if !frozen.is_empty() {
+        t.frozen += 1;
+    }
+    opts.const_inputs = frozen;
     let compiled = guarded(|| smelt::compile_jit(&m, &opts).map_err(|e| e.to_string()));
     if !unsupported.is_empty() {
         t.unsupported_tests += 1;
+        t.unsupported_why.push((
+            name.clone(),
+            unsupported
+                .iter()
+                .map(|u| format!("{}: {}", u.op, u.reason))
+                .collect(),
+        ));
         let mut ops: Vec<&str> = unsupported.iter().map(|u| u.op.as_str()).collect();
         ops.sort();
         ops.dedup();
@@ -380,7 +409,7 @@ fn jit_one(dir: &Path, t: &mut JitTally) {
             return;
         }
     };
-    let views: Vec<smelt::codegen::jit::TensorView> = inputs.iter().map(Into::into).collect();
+    let views: Vec<smelt::codegen::jit::TensorView> = runtime.into_iter().map(Into::into).collect();
     let out = guarded(|| cm.run(&views).map_err(|e| e.to_string()));
     match check(out, &expected) {
         Ok(()) => t.passed += 1,
@@ -428,9 +457,16 @@ fn onnx_node_tests_on_the_jit() {
     for (op, n) in &t.unsupported {
         report.push_str(&format!("{op} {n}; "));
     }
-    report.push('\n');
+    report.push_str(&format!(
+        "\n\nCompiled with inputs frozen to the test data's values: {} tests.\n",
+        t.frozen
+    ));
     eprintln!("{report}");
     if std::env::var_os("SMELT_WRITE_CONFORMANCE").is_some() {
+        report.push_str("\nUnsupported tests and why:\n\n");
+        for (n, why) in &t.unsupported_why {
+            report.push_str(&format!("- `{n}`: {}\n", why.join("; ")));
+        }
         let _ = std::fs::write(common::root().join("target/conformance-jit.md"), &report);
     }
     assert!(

@@ -228,3 +228,42 @@ fn inspect_plan_reports_arena_against_its_bounds() {
     );
     assert!(arena as f64 <= 1.1 * lower as f64);
 }
+
+/// A node test whose reduction axes are a graph input: `smelt check` refuses the node and says
+/// how to lift that; `smelt run` compiles the axes in from the data, says so, and matches the
+/// suite's expected outputs. Skipped when ../shared/onnx-node-tests is absent.
+#[test]
+fn run_freezes_inputs_the_backend_needs_at_compile_time() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/onnx-node-tests/test_reduce_sum_keepdims_example");
+    if !dir.is_dir() {
+        eprintln!("skipped: {} is absent", dir.display());
+        return;
+    }
+    let check = smelt()
+        .arg("check")
+        .arg(dir.join("model.onnx"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("graph input `axes`")
+            && stdout.contains("giving its value at compile time"),
+        "{stdout}"
+    );
+    let run = smelt()
+        .arg("run")
+        .arg(dir.join("model.onnx"))
+        .arg("--inputs")
+        .arg(dir.join("test_data_set_0"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("compiled with the values of `axes`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("outputs match"), "{stderr}");
+}

@@ -6,9 +6,16 @@
 //! to a run. A given shape must have the declared rank and agree with every known extent. After
 //! binding, [`static_values`] names the first value that is still not static, so that
 //! compilation stops with an error naming it rather than guessing.
+//!
+//! Values can be bound too: [`freeze_inputs`] turns graph inputs into constants. Some operands
+//! must be known to compile at all — a reduction's axes, a Reshape's shape, Slice's bounds,
+//! Range's start/limit/delta fix the output shape, Clip's bounds and Pad's fill value are baked
+//! into the code ([`value_operands`]). [`value_inputs`] names the graph inputs that reach such
+//! an operand, and [`compile_time_inputs`] those of them whose data is at hand, which is what
+//! `smelt run` freezes.
 
 use crate::error::CodegenError;
-use smelt_ir::{infer, Dim, Graph, Type};
+use smelt_ir::{infer, Dim, Graph, Op, Tensor, Type, ValueId};
 
 /// Binds the graph inputs named in `shapes` and re-infers every value type.
 /// Inputs not named keep their declared shapes.
@@ -137,6 +144,106 @@ pub fn freeze_inputs(
         g.remove_node(v.node);
     }
     Ok(g)
+}
+
+/// The operands of `op` (input positions) whose values the lowering must know at compile
+/// time: they fix the output's shape (a Reshape's, Expand's or ConstantOfShape's shape, Tile's
+/// repeats, Squeeze/Unsqueeze/reduction axes, Split's sizes, Slice's and Pad's bounds, Range's
+/// start, limit and delta, TopK's k, Resize's scales and sizes, and its roi for
+/// tf_crop_and_resize) or are baked into the generated
+/// code (Clip's bounds, Pad's fill value, BatchNormalization's parameters, Dropout's training
+/// flag). An operand computed at run time there makes the node refused (or its output shape
+/// unknown).
+pub fn value_operands(op: &Op) -> &'static [usize] {
+    match op {
+        Op::Reshape(_)
+        | Op::Expand(_)
+        | Op::Tile(_)
+        | Op::Squeeze(_)
+        | Op::Unsqueeze(_)
+        | Op::Split(_)
+        | Op::TopK(_)
+        | Op::ReduceMean(_)
+        | Op::ReduceSum(_)
+        | Op::ReduceMax(_)
+        | Op::ReduceMin(_)
+        | Op::ReduceProd(_)
+        | Op::ReduceL2(_)
+        | Op::ReduceL1(_)
+        | Op::ReduceSumSquare(_)
+        | Op::ReduceLogSumExp(_) => &[1],
+        Op::ConstantOfShape(_) => &[0],
+        Op::Slice(_) => &[1, 2, 3, 4],
+        Op::Pad(_) => &[1, 2, 3],
+        Op::Range(_) => &[0, 1, 2],
+        Op::Clip(_) => &[1, 2],
+        Op::Resize(o) if o.coordinate_transformation_mode == "tf_crop_and_resize" => &[1, 2, 3],
+        Op::Resize(_) => &[2, 3],
+        Op::Dropout(_) => &[2],
+        Op::BatchNormalization(_) => &[1, 2, 3, 4],
+        _ => &[],
+    }
+}
+
+/// The graph inputs (by name, in the graph's input order) whose values reach a
+/// [`value_operands`] operand of some node, directly or through nodes that binding evaluates
+/// once their inputs are constants ([`crate::fold`]: Cast, Identity, Reshape, Concat, Gather,
+/// Slice, integer arithmetic, …; not through `Shape`, which reads only the shape). Compiling
+/// the graph takes these values as constants ([`freeze_inputs`], or
+/// [`crate::jit::Options::const_inputs`]); without them the nodes they feed are refused.
+/// Nodes inside subgraphs (Loop and If bodies) are not followed.
+pub fn value_inputs(g: &Graph) -> Vec<String> {
+    reaching_inputs(g, &g.node_ids())
+}
+
+/// The graph inputs whose values reach a [`value_operands`] operand of one of `nodes`.
+pub(crate) fn reaching_inputs(g: &Graph, nodes: &[smelt_ir::NodeId]) -> Vec<String> {
+    let mut seen: std::collections::HashSet<ValueId> = std::collections::HashSet::new();
+    let mut stack: Vec<ValueId> = vec![];
+    for id in nodes {
+        let ins = g.node_inputs(*id);
+        for &i in value_operands(&g.node(*id).op) {
+            if let Some(Some(v)) = ins.get(i) {
+                stack.push(*v);
+            }
+        }
+    }
+    while let Some(v) = stack.pop() {
+        if !g.contains_value(v) || !seen.insert(v) {
+            continue;
+        }
+        if crate::fold::follows_values(&g.node(v.node).op) {
+            stack.extend(g.node_inputs(v.node).into_iter().flatten());
+        }
+    }
+    g.inputs()
+        .into_iter()
+        .filter(|v| seen.contains(v))
+        .map(|v| g.value(v).name.clone())
+        .collect()
+}
+
+/// The [`value_inputs`] of `g` that can be frozen from the given data: `inputs` holds the
+/// tensors handed to a run, in the graph's input order (the ONNX test-data layout), and an input
+/// is named when its tensor is there, numeric and small (at most [`crate::fold::MAX_ELEMS`]
+/// elements: axes, shapes, bounds, not activations). Freezing exactly these
+/// ([`crate::jit::Options::const_inputs`]) compiles the graph for those values; the compiled
+/// model then takes the other inputs.
+pub fn compile_time_inputs(g: &Graph, inputs: &[Tensor]) -> Vec<String> {
+    let wanted = value_inputs(g);
+    g.inputs()
+        .into_iter()
+        .zip(inputs)
+        .filter(|(v, t)| {
+            wanted.contains(&g.value(*v).name)
+                && t.len() <= crate::fold::MAX_ELEMS
+                && t.bytes().is_some()
+                && (t.dtype().is_int()
+                    || t.dtype().is_float()
+                    || t.dtype() == smelt_ir::DType::Bool)
+        })
+        .map(|(v, _)| g.value(v).name.clone())
+        .collect()
 }
 
 /// Sets the output types of the opaque ops the backend lowers; true when one changed.

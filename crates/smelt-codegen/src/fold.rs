@@ -273,6 +273,13 @@ fn foldable(op: &Op) -> bool {
     )
 }
 
+/// True when the folder computes `op`'s output value from its inputs' values once they are
+/// constants (so a value needed at compile time may come through it); `Shape` and `Size` read
+/// only shapes.
+pub(crate) fn follows_values(op: &Op) -> bool {
+    foldable(op) || matches!(op, Op::Dropout(_))
+}
+
 /// Folds what it can (see the module doc); returns how many nodes became constants.
 pub fn fold_shapes(g: &mut Graph) -> usize {
     let Ok(order) = g.topo_order() else {

@@ -49,16 +49,66 @@ pub fn plan(g: &smelt_ir::Graph, opts: &jit::Options) -> Result<plan::MemoryPlan
 /// `smelt check` prints this; compilation refuses exactly these nodes.
 /// Runs the same binding (with the declared shapes) and shape folding as compilation first,
 /// so that nodes folded away at compile time are not reported.
+///
+/// A node refused only because an operand whose value compilation needs (axes, a shape,
+/// bounds: [`bind::value_operands`]) comes from a graph input at run time says so, and that
+/// giving the value at compile time ([`jit::Options::const_inputs`], `smelt run` with data)
+/// lifts the refusal.
 pub fn check(g: &smelt_ir::Graph) -> Vec<Unsupported> {
-    match bind::bind(g, &[]) {
-        Ok(bound) => lower::unsupported_nodes(&bound),
+    let (g, mut list) = match bind::bind(g, &[]) {
+        Ok(bound) => {
+            let list = lower::unsupported_nodes(&bound);
+            (bound, list)
+        }
         Err(_) => {
             // Dims bound only at compile time: fold what binding folds regardless of them
             // (DequantizeLinear of constants, constant shape arithmetic), so that a quantized
             // Conv weight is judged as compilation will see it.
             let mut g = g.clone();
             fold::fold_shapes(&mut g);
-            lower::unsupported_nodes(&g)
+            let list = lower::unsupported_nodes(&g);
+            (g, list)
+        }
+    };
+    if list.iter().any(|u| run_time_operand(&u.reason)) {
+        for id in g.node_ids() {
+            let name = g.display_node_name(id);
+            let Some(u) = list
+                .iter_mut()
+                .find(|u| u.node == name && run_time_operand(&u.reason))
+            else {
+                continue;
+            };
+            let from = bind::reaching_inputs(&g, &[id]);
+            if !from.is_empty() {
+                u.reason.push_str(&format!(
+                    " (it comes from graph input {} at run time; giving its value at compile \
+                     time lifts this: `smelt run` with data, or jit::Options::const_inputs)",
+                    from.iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
         }
     }
+    list
+}
+
+/// [`check`] after freezing the given graph inputs to constants ([`bind::freeze_inputs`]), as
+/// compiling with [`jit::Options::const_inputs`] sees the graph.
+pub fn check_frozen(
+    g: &smelt_ir::Graph,
+    values: &[(String, smelt_ir::Tensor)],
+) -> Result<Vec<Unsupported>, CodegenError> {
+    if values.is_empty() {
+        return Ok(check(g));
+    }
+    Ok(check(&bind::freeze_inputs(g, values)?))
+}
+
+/// True for the lowering's reasons that say an operand must be a compile-time constant (the
+/// node is refused for that alone: the dtype checks come first).
+fn run_time_operand(reason: &str) -> bool {
+    reason.contains("must be a constant") || reason.contains("must be constant")
 }

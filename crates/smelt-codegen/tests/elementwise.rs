@@ -305,3 +305,51 @@ fn cast_like_takes_the_second_inputs_dtype() {
     assert_eq!(out[0].dtype(), DType::I64);
     assert_eq!(out[0].to_i64_vec().unwrap(), vec![1, -2, 3]);
 }
+
+/// Pow of an integer base: by an integer exponent it wraps like Rust's `wrapping_pow`; a
+/// negative exponent truncates the real result (1, ±1 for base -1, else 0); an integral f32
+/// exponent is exact.
+#[test]
+fn integer_pow() {
+    let base: Vec<i32> = vec![3, -2, 7, 1, -1, -1, 5, 0, 2];
+    let exp: Vec<i32> = vec![6, 5, 13, -4, -3, -2, -1, 0, 40];
+    let mut g = G::new();
+    let b = g.input("b", DType::I32, &[base.len()]);
+    let e = g.input("e", DType::I32, &[exp.len()]);
+    let ef = g.input("ef", DType::F32, &[exp.len()]);
+    let p = g.node(Op::Pow(ops::Pow {}), &[b, e]);
+    let pf = g.node(Op::Pow(ops::Pow {}), &[b, ef]);
+    let gr = g.finish(&[p, pf]);
+    let expf: Vec<f32> = exp.iter().map(|v| *v as f32).collect();
+    let out = run(
+        &gr,
+        &[
+            Tensor::from_vec(vec![base.len()], &base).unwrap(),
+            Tensor::from_vec(vec![exp.len()], &exp).unwrap(),
+            Tensor::from_vec(vec![exp.len()], &expf).unwrap(),
+        ],
+    );
+    let want: Vec<i64> = base
+        .iter()
+        .zip(&exp)
+        .map(|(b, e)| {
+            if *e >= 0 {
+                b.wrapping_pow(*e as u32) as i64
+            } else {
+                match b {
+                    1 => 1,
+                    -1 => {
+                        if e % 2 == 0 {
+                            1
+                        } else {
+                            -1
+                        }
+                    }
+                    _ => 0,
+                }
+            }
+        })
+        .collect();
+    assert_eq!(out[0].to_i64_vec().unwrap(), want);
+    assert_eq!(out[1].to_i64_vec().unwrap(), want);
+}

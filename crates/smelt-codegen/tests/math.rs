@@ -1,12 +1,13 @@
 //! Accuracy of the transcendental functions the backend writes in Cranelift IR (exp, log,
-//! tanh, erf, sigmoid), measured in ulps against f64 references computed here, over many
+//! tanh, erf, sigmoid; f64 exp and log), measured in ulps (f32) or relative error (f64) against
+//! Rust's f64 functions or references computed here, over many
 //! values spanning each function's range. The bounds asserted are the ones documented in
 //! `lower/math.rs`.
 
 mod common;
 use common::*;
 use smelt_ir::ops;
-use smelt_ir::{DType, Op};
+use smelt_ir::{DType, Op, Tensor};
 
 fn unary(op: Op, x: &[f32]) -> Vec<f32> {
     let mut b = G::new();
@@ -178,4 +179,54 @@ fn sin_and_cos_are_within_2e_7_absolute() {
     let got = unary(Op::Sin(ops::Sin {}), &small);
     let (u, at) = max_ulps(&got, &small, &f64::sin);
     assert!(u <= 2, "sin: {u} ulp at {at}");
+}
+
+/// f64 Exp and Log against Rust's f64 functions: relative error, special values exact.
+#[test]
+fn f64_exp_and_log_are_within_1e_15_relative() {
+    let run64 = |op: Op, xs: &[f64]| -> Vec<f64> {
+        let mut g = G::new();
+        let x = g.input("x", DType::F64, &[xs.len()]);
+        let y = g.node(op, &[x]);
+        let gr = g.finish(&[y]);
+        let t = Tensor::from_vec(vec![xs.len()], xs).unwrap();
+        run(&gr, &[t])[0].to_f64_vec().unwrap()
+    };
+    let worst = |got: &[f64], xs: &[f64], f: &dyn Fn(f64) -> f64| -> (f64, f64) {
+        let mut w = (0.0f64, 0.0f64);
+        for (g, x) in got.iter().zip(xs) {
+            let want = f(*x);
+            if !want.is_finite() || want == 0.0 {
+                assert!(
+                    *g == want || (g.is_nan() && want.is_nan()),
+                    "at {x}: {g} != {want}"
+                );
+                continue;
+            }
+            let rel = ((g - want) / want).abs();
+            if rel > w.0 {
+                w = (rel, *x);
+            }
+        }
+        w
+    };
+    let mut xs: Vec<f64> = (0..20001).map(|i| -745.0 + i as f64 * 0.0727).collect();
+    xs.extend([
+        0.0,
+        -0.0,
+        1e-300,
+        710.0,
+        -800.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+    ]);
+    let (e, at) = worst(&run64(Op::Exp(ops::Exp {}), &xs), &xs, &f64::exp);
+    assert!(e < 1e-15, "exp: relative error {e:e} at {at}");
+    let mut ls: Vec<f64> = (0..20001)
+        .map(|i| 10f64.powf(-300.0 + i as f64 * 0.03))
+        .collect();
+    ls.extend([0.0, -1.0, 1.0, 2.0, 5e-324, 1e-310, f64::INFINITY, f64::NAN]);
+    let (e, at) = worst(&run64(Op::Log(ops::Log {}), &ls), &ls, &f64::ln);
+    assert!(e < 1e-15, "log: relative error {e:e} at {at}");
 }

@@ -237,3 +237,69 @@ fn reshaped_constants_stay_constants() {
     assert_eq!(out[1].dims(), &[2, 6]);
     assert_eq!(f32s(&out[1]), w);
 }
+
+/// Inputs that reach a reduction's axes (through a Cast) and a Reshape's shape (through a
+/// Concat) must be known at compile time; an activation input is not, nor a large tensor.
+/// Frozen with the given values, the graph compiles and takes only the remaining input.
+#[test]
+fn compile_time_inputs_are_found_and_frozen() {
+    use smelt_codegen::bind::{compile_time_inputs, value_inputs};
+    use smelt_codegen::jit::{compile, Options, TensorView};
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[2, 3, 4]);
+    let axes = g.input("axes", DType::I32, &[1]);
+    let head = g.input("head", DType::I64, &[1]);
+    let a64 = g.node(
+        Op::Cast(ops::Cast {
+            to: DType::I64,
+            saturate: 1,
+        }),
+        &[axes],
+    );
+    let r = g.node(
+        Op::ReduceSum(ops::ReduceSum {
+            keepdims: 0,
+            noop_with_empty_axes: 0,
+        }),
+        &[x, a64],
+    );
+    let tail = g.ci64(&[-1]);
+    let shape = g.node(Op::Concat(ops::Concat { axis: 0 }), &[head, tail]);
+    let y = g.node(Op::Reshape(ops::Reshape { allowzero: 0 }), &[r, shape]);
+    let gr = g.finish(&[y]);
+    assert_eq!(value_inputs(&gr), vec!["axes", "head"]);
+    let xs = seq(24);
+    let given = [
+        t32(&[2, 3, 4], &xs),
+        Tensor::from_vec(vec![1], &[1i32]).unwrap(),
+        Tensor::from_vec(vec![1], &[4i64]).unwrap(),
+    ];
+    assert_eq!(compile_time_inputs(&gr, &given), vec!["axes", "head"]);
+    let big = Tensor::from_vec(vec![5000], &[0i64; 5000]).unwrap();
+    let large = [given[0].clone(), given[1].clone(), big];
+    assert_eq!(compile_time_inputs(&gr, &large), vec!["axes"]);
+    // Without the values the reduction is refused, and the reason says how to lift it.
+    let refused = smelt_codegen::check(&gr);
+    assert!(
+        refused
+            .iter()
+            .any(|u| u.op == "ReduceSum" && u.reason.contains("`axes`")),
+        "{refused:?}"
+    );
+    let opts = Options {
+        const_inputs: vec![
+            ("axes".into(), given[1].clone()),
+            ("head".into(), given[2].clone()),
+        ],
+        ..Default::default()
+    };
+    let mut m = compile(&gr, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.inputs().len(), 1);
+    let out = m.run(&[TensorView::from(&given[0])]).unwrap();
+    // Sum over axis 1 of x[i][j][k] = 12 i + 4 j + k: 36 i + 12 + 3 k, as [4, 2].
+    let want: Vec<f32> = (0..2)
+        .flat_map(|i| (0..4).map(move |k| (36 * i + 12 + 3 * k) as f32))
+        .collect();
+    assert_eq!(out[0].dims(), &[4, 2]);
+    assert_eq!(f32s(&out[0]), want);
+}

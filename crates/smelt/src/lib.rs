@@ -83,6 +83,33 @@ pub fn check_native(model: &Model) -> Vec<smelt_codegen::Unsupported> {
     smelt_codegen::check(&native_graph(model))
 }
 
+/// [`check_native`] with the given graph inputs frozen to constants, as [`compile_jit`] sees
+/// the graph with [`smelt_codegen::jit::Options::const_inputs`]. Fails when a value does not
+/// fit its input.
+pub fn check_native_frozen(
+    model: &Model,
+    values: &[(String, Tensor)],
+) -> Result<Vec<smelt_codegen::Unsupported>, smelt_codegen::CodegenError> {
+    smelt_codegen::check_frozen(&native_graph(model), values)
+}
+
+/// The graph inputs whose values the native backend needs at compile time (reduction axes,
+/// shapes, bounds: [`smelt_codegen::bind::compile_time_inputs`]), paired with their tensors
+/// from `inputs` (given in the graph's input order): what `smelt run` freezes through
+/// [`smelt_codegen::jit::Options::const_inputs`]. The compiled model then takes the other
+/// inputs, in order.
+pub fn compile_time_values(model: &Model, inputs: &[Tensor]) -> Vec<(String, Tensor)> {
+    let names = smelt_codegen::bind::compile_time_inputs(&model.graph, inputs);
+    model
+        .graph
+        .inputs()
+        .iter()
+        .zip(inputs)
+        .filter(|(v, _)| names.contains(&model.graph.value(**v).name))
+        .map(|(v, t)| (model.graph.value(*v).name.clone(), t.clone()))
+        .collect()
+}
+
 /// True for paths in smelt's text form (`.smelt`).
 pub fn is_text_path(path: &std::path::Path) -> bool {
     path.extension().is_some_and(|e| e == "smelt")

@@ -49,15 +49,36 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     shapes.push((name, t.dims().to_vec()));
                 }
             }
+            // Inputs whose values fix shapes or are baked into the code (axes, shapes, bounds)
+            // are compiled in as constants; the compiled model takes the others.
+            let frozen = smelt::compile_time_values(&m, &inputs);
+            if !frozen.is_empty() {
+                let names: Vec<String> = frozen.iter().map(|(n, _)| format!("`{n}`")).collect();
+                eprintln!(
+                    "jit: compiled with the values of {} (the backend needs them at compile time)",
+                    names.join(", ")
+                );
+            }
+            shapes.retain(|(n, _)| !frozen.iter().any(|(f, _)| f == n));
             let opts = smelt::codegen::jit::Options {
                 input_shapes: shapes,
+                const_inputs: frozen,
                 ..Default::default()
             };
             let t0 = std::time::Instant::now();
             let mut cm = smelt::compile_jit(&m, &opts).context("the native backend")?;
             let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
-            let views: Vec<smelt::codegen::jit::TensorView> =
-                inputs.iter().map(Into::into).collect();
+            let views: Vec<smelt::codegen::jit::TensorView> = m
+                .graph
+                .inputs()
+                .iter()
+                .zip(&inputs)
+                .filter(|(v, _)| {
+                    let name = &m.graph.value(**v).name;
+                    !opts.const_inputs.iter().any(|(f, _)| f == name)
+                })
+                .map(|(_, t)| t.into())
+                .collect();
             let t1 = std::time::Instant::now();
             let outs = cm.run(&views)?;
             eprintln!(

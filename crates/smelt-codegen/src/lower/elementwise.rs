@@ -62,6 +62,65 @@ pub(crate) fn pow_exponent_supported(d: DType) -> bool {
     d == DType::F32 || cast_kind(d).is_some_and(|k| k == 1 || k == 2)
 }
 
+/// Why Pow of a `base` by an `exp` tensor cannot be lowered, if it cannot: an f32 base takes
+/// an f32 or integer exponent; an integer base (8 to 64 bits) an integer, f32 or f64 one.
+pub(crate) fn check_pow(base: Option<DType>, exp: Option<DType>) -> R<()> {
+    let Some(b) = base else {
+        return Err("input 0 has no known dtype".into());
+    };
+    let Some(e) = exp else {
+        return Err("Pow's exponent has no known dtype".into());
+    };
+    let int_base = b.is_int() && super::clif_ty(b).is_some();
+    let ok = match b {
+        DType::F32 => pow_exponent_supported(e),
+        _ if int_base => pow_exponent_supported(e) || e == DType::F64,
+        _ => return Err(format!("{b} inputs are not supported (f32 only)")),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("Pow with a {e} exponent is not supported"))
+    }
+}
+
+/// `base ^ e` for an integer `base` (Cranelift type `ty`) and an i64 exponent, wrapping like
+/// numpy: square and multiply over the exponent's `bits` low bits. A negative exponent gives
+/// the real result truncated toward zero: 1 for base 1, ±1 for base -1 (`signed` bases), 0
+/// otherwise.
+fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Value {
+    let ty = cx.b.func.dfg.value_type(base);
+    let mut r = cx.b.ins().iconst(ty, 1);
+    let mut b = base;
+    let mut ee = e;
+    for k in 0..bits {
+        let bit = cx.b.ins().band_imm_s(ee, 1);
+        let m = cx.b.ins().imul(r, b);
+        r = cx.b.ins().select(bit, m, r);
+        if k + 1 < bits {
+            b = cx.b.ins().imul(b, b);
+            ee = cx.b.ins().ushr_imm_s(ee, 1);
+        }
+    }
+    let neg = cx.b.ins().icmp_imm_s(IntCC::SignedLessThan, e, 0);
+    let one = cx.b.ins().iconst(ty, 1);
+    let zero = cx.b.ins().iconst(ty, 0);
+    let is_one = cx.b.ins().icmp_imm_s(IntCC::Equal, base, 1);
+    let m1 =
+        cx.b.ins()
+            .iconst(ty, -1i64 & ((1i128 << ty.bits()) - 1) as i64);
+    let is_m1 = if signed {
+        cx.b.ins().icmp(IntCC::Equal, base, m1)
+    } else {
+        cx.b.ins().iconst(types::I8, 0)
+    };
+    let odd = cx.b.ins().band_imm_s(e, 1);
+    let m1_pow = cx.b.ins().select(odd, m1, one);
+    let small = cx.b.ins().select(is_m1, m1_pow, zero);
+    let small = cx.b.ins().select(is_one, one, small);
+    cx.b.ins().select(neg, small, r)
+}
+
 /// Casts the backend performs.
 pub(crate) fn cast_supported(from: DType, to: DType) -> bool {
     cast_kind(from).is_some() && cast_kind(to).is_some()
@@ -283,9 +342,15 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::Sigmoid(_) => un(cx, &|cx, l, a| Ok(math::sigmoid(cx, l, a[0]))),
         Op::Tanh(_) => un(cx, &|cx, l, a| Ok(math::tanh(cx, l, a[0]))),
         Op::Erf(_) => un(cx, &|cx, l, a| Ok(math::erf(cx, l, a[0]))),
+        Op::Exp(_) if dt == DType::F64 => {
+            map_scalar(cx, io, &out, &[&x], &|cx, _, a| Ok(math::exp_f64(cx, a[0])))
+        }
         Op::Exp(_) => un(cx, &|cx, l, a| Ok(math::exp(cx, l, a[0]))),
         Op::Sin(_) => un(cx, &|cx, l, a| Ok(math::sincos(cx, l, a[0], false))),
         Op::Cos(_) => un(cx, &|cx, l, a| Ok(math::sincos(cx, l, a[0], true))),
+        Op::Log(_) if dt == DType::F64 => {
+            map_scalar(cx, io, &out, &[&x], &|cx, _, a| Ok(math::log_f64(cx, a[0])))
+        }
         Op::Log(_) => un(cx, &|cx, l, a| Ok(math::log(cx, l, a[0]))),
         Op::Sqrt(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().sqrt(a[0]))),
         Op::Reciprocal(_) => un(cx, &|cx, l, a| {
@@ -499,6 +564,29 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 } else {
                     uint_mod(cx, a[0], a[1])
                 })
+            })
+        }
+        Op::Pow(_) if !float => {
+            // Integer base: the result has the base's dtype (ONNX: numpy's power, cast back).
+            let y = io.input(1)?.clone();
+            let (xdt, ydt) = (dt, y.dtype);
+            map_scalar(cx, io, &out, &[&x, &y], &move |cx, _, a| {
+                if ydt.is_int() {
+                    let e = cast(cx, a[1], ydt, DType::I64)?;
+                    return Ok(int_pow(cx, a[0], e, ydt.bits() as u32, signed));
+                }
+                // A float exponent: exact when it is an integer, else e^(y ln x) truncated.
+                let yf = cast(cx, a[1], ydt, DType::F64)?;
+                let e = cx.b.ins().fcvt_to_sint_sat(types::I64, yf);
+                let back = cx.b.ins().fcvt_from_sint(types::F64, e);
+                let integral = cx.b.ins().fcmp(FloatCC::Equal, back, yf);
+                let exact = int_pow(cx, a[0], e, 64, signed);
+                let xf = cast(cx, a[0], xdt, DType::F64)?;
+                let lx = math::log_f64(cx, xf);
+                let t = cx.b.ins().fmul(yf, lx);
+                let p = math::exp_f64(cx, t);
+                let real = cast(cx, p, DType::F64, xdt)?;
+                Ok(cx.b.ins().select(integral, exact, real))
             })
         }
         Op::Pow(_) => {

@@ -10,6 +10,9 @@
 //! | `sigmoid` | `1 / (1 + exp(-x))` | ≤ 3 ulp |
 //! | `sin`, `cos` | reduction by π/4 in three parts (Cephes `sinf`/`cosf`), degree-7/8 polynomials per quadrant | absolute error ≤ 2e-7 for |x| ≤ 100; meant for |x| < 8192 |
 //!
+//! | `exp_f64` (one lane) | reduction by ln 2 in two parts (fdlibm's split), degree-13 Taylor polynomial on \|r\| ≤ ln2/2, 2^n from bits in two halves | relative error < 1e-15 on [-700, 700]; `inf` above 709.78, 0 below -745.2 |
+//! | `log_f64` (one lane) | mantissa/exponent split from bits, `2 atanh((m-1)/(m+1))` series (11 terms) on [√½, √2] | relative error < 1e-15; `-inf` at 0, NaN below 0 |
+//!
 //! NaN inputs give NaN. The exact figures are asserted by this crate's tests.
 
 // Coefficients are written as published (Cephes, Eigen), not truncated to f32 digits.
@@ -362,4 +365,119 @@ pub(crate) fn sincos(cx: &mut Ctx, l: Lanes, x: Value, cos: bool) -> Value {
         let nv = cx.b.ins().fneg(v);
         cx.select(l, neg, nv, v)
     }
+}
+
+/// Rounds an f64 of magnitude below 2^51 to the nearest integer (ties to even), without the
+/// `nearest` instruction (a libcall on x86-64 without SSE4.1).
+fn round_f64(cx: &mut Ctx, x: Value) -> Value {
+    let magic = cx.b.ins().f64const(6_755_399_441_055_744.0);
+    let t = cx.b.ins().fadd(x, magic);
+    cx.b.ins().fsub(t, magic)
+}
+
+/// 2^n for an i64 `n` in [-1022, 1023], from bits.
+fn pow2i_f64(cx: &mut Ctx, n: Value) -> Value {
+    let b = cx.b.ins().iadd_imm_s(n, 1023);
+    let b = cx.b.ins().ishl_imm_s(b, 52);
+    cx.b.ins().bitcast(types::F64, bc(), b)
+}
+
+/// e^x in f64 (one lane; see the module table).
+pub(crate) fn exp_f64(cx: &mut Ctx, x: Value) -> Value {
+    const HI: f64 = 709.782_712_893_384;
+    const LO: f64 = -745.2;
+    let hi = cx.b.ins().f64const(HI);
+    let lo = cx.b.ins().f64const(LO);
+    let xc = cx.b.ins().fmin(x, hi);
+    let xc = cx.b.ins().fmax(xc, lo);
+    let log2e = cx.b.ins().f64const(std::f64::consts::LOG2_E);
+    let t = cx.b.ins().fmul(xc, log2e);
+    let n = round_f64(cx, t);
+    // r = x - n ln2, with ln 2 split so that n * LN2_HI is exact.
+    let c1 = cx.b.ins().f64const(-6.931_471_803_691_238_164_90e-1);
+    let c2 = cx.b.ins().f64const(-1.908_214_929_270_587_700_02e-10);
+    let m = cx.b.ins().fmul(n, c1);
+    let r = cx.b.ins().fadd(xc, m);
+    let m = cx.b.ins().fmul(n, c2);
+    let r = cx.b.ins().fadd(r, m);
+    // Taylor series of e^r to degree 13 (|r| <= 0.347: truncation error < 1e-17).
+    let mut p = cx.b.ins().f64const(1.0 / 6_227_020_800.0);
+    let mut fact = 6_227_020_800.0f64;
+    for k in (0..13).rev() {
+        fact /= (k + 1) as f64;
+        let c = cx.b.ins().f64const(1.0 / fact);
+        let pr = cx.b.ins().fmul(p, r);
+        p = cx.b.ins().fadd(pr, c);
+    }
+    // 2^n as 2^(n>>1) * 2^(n - n>>1): each half is a normal f64 for n in [-1076, 1024].
+    let ni = cx.b.ins().fcvt_to_sint_sat(types::I64, n);
+    let h1 = cx.b.ins().sshr_imm_s(ni, 1);
+    let h2 = cx.b.ins().isub(ni, h1);
+    let s1 = pow2i_f64(cx, h1);
+    let s2 = pow2i_f64(cx, h2);
+    let y = cx.b.ins().fmul(p, s1);
+    let y = cx.b.ins().fmul(y, s2);
+    let inf = cx.b.ins().f64const(f64::INFINITY);
+    let over = cx.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+    cx.b.ins().select(over, inf, y)
+}
+
+/// ln x in f64 (one lane; see the module table).
+pub(crate) fn log_f64(cx: &mut Ctx, x: Value) -> Value {
+    // Denormals: scale into the normal range first.
+    let min_norm = cx.b.ins().f64const(f64::MIN_POSITIVE);
+    let tiny = cx.b.ins().fcmp(FloatCC::LessThan, x, min_norm);
+    let two54 = cx.b.ins().f64const(18_014_398_509_481_984.0);
+    let xs = cx.b.ins().fmul(x, two54);
+    let xs = cx.b.ins().select(tiny, xs, x);
+    let m54 = cx.b.ins().iconst(types::I64, -54);
+    let z0 = cx.b.ins().iconst(types::I64, 0);
+    let eadj = cx.b.ins().select(tiny, m54, z0);
+    let b = cx.b.ins().bitcast(types::I64, bc(), xs);
+    let eb = cx.b.ins().ushr_imm_s(b, 52);
+    let eb = cx.b.ins().band_imm_s(eb, 0x7ff);
+    let e = cx.b.ins().iadd_imm_s(eb, -1023);
+    let e = cx.b.ins().iadd(e, eadj);
+    let mb = cx.b.ins().band_imm_s(b, 0x000f_ffff_ffff_ffff);
+    let mb = cx.b.ins().bor_imm_s(mb, 0x3ff0_0000_0000_0000);
+    let m = cx.b.ins().bitcast(types::F64, bc(), mb); // in [1, 2)
+    let sqrt2 = cx.b.ins().f64const(std::f64::consts::SQRT_2);
+    let big = cx.b.ins().fcmp(FloatCC::GreaterThan, m, sqrt2);
+    let half = cx.b.ins().f64const(0.5);
+    let mh = cx.b.ins().fmul(m, half);
+    let m = cx.b.ins().select(big, mh, m);
+    let e1 = cx.b.ins().iadd_imm_s(e, 1);
+    let e = cx.b.ins().select(big, e1, e);
+    // ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716.
+    let one = cx.b.ins().f64const(1.0);
+    let num = cx.b.ins().fsub(m, one);
+    let den = cx.b.ins().fadd(m, one);
+    let sv = cx.b.ins().fdiv(num, den);
+    let z = cx.b.ins().fmul(sv, sv);
+    let mut p = cx.b.ins().f64const(1.0 / 21.0);
+    for k in (0..10).rev() {
+        let c = cx.b.ins().f64const(1.0 / (2 * k + 1) as f64);
+        let pz = cx.b.ins().fmul(p, z);
+        p = cx.b.ins().fadd(pz, c);
+    }
+    let two_s = cx.b.ins().fadd(sv, sv);
+    let lm = cx.b.ins().fmul(two_s, p);
+    let ef = cx.b.ins().fcvt_from_sint(types::F64, e);
+    let c2 = cx.b.ins().f64const(1.908_214_929_270_587_700_02e-10);
+    let t = cx.b.ins().fmul(ef, c2);
+    let lm = cx.b.ins().fadd(lm, t);
+    let c1 = cx.b.ins().f64const(6.931_471_803_691_238_164_90e-1);
+    let t = cx.b.ins().fmul(ef, c1);
+    let r = cx.b.ins().fadd(t, lm);
+    // Special values.
+    let inf = cx.b.ins().f64const(f64::INFINITY);
+    let is_inf = cx.b.ins().fcmp(FloatCC::Equal, x, inf);
+    let r = cx.b.ins().select(is_inf, inf, r);
+    let zero = cx.b.ins().f64const(0.0);
+    let ninf = cx.b.ins().f64const(f64::NEG_INFINITY);
+    let is_zero = cx.b.ins().fcmp(FloatCC::Equal, x, zero);
+    let r = cx.b.ins().select(is_zero, ninf, r);
+    let nan = cx.b.ins().f64const(f64::NAN);
+    let bad = cx.b.ins().fcmp(FloatCC::UnorderedOrLessThan, x, zero);
+    cx.b.ins().select(bad, nan, r)
 }

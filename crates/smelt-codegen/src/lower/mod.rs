@@ -524,8 +524,6 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::Sigmoid(_)
         | Op::Tanh(_)
         | Op::Erf(_)
-        | Op::Exp(_)
-        | Op::Log(_)
         | Op::Sqrt(_)
         | Op::Reciprocal(_)
         | Op::Softplus(_)
@@ -539,14 +537,9 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::HardSwish(_)
         | Op::Gelu(_)
         | Op::PRelu(_) => f32_in(),
-        Op::Pow(_) => {
-            f32_in()?;
-            match dt(1) {
-                Some(d) if elementwise::pow_exponent_supported(d) => Ok(()),
-                Some(d) => Err(format!("Pow with a {d} exponent is not supported")),
-                None => Err("Pow's exponent has no known dtype".into()),
-            }
-        }
+        Op::Exp(_) | Op::Log(_) if dt(0) == Some(DType::F64) => Ok(()),
+        Op::Exp(_) | Op::Log(_) => f32_in(),
+        Op::Pow(_) => elementwise::check_pow(dt(0), dt(1)),
         Op::Neg(_) | Op::Abs(_) | Op::Sign(_) => elementwise::check_numeric(dt(0)),
         Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => elementwise::check_arith(dt(0)),
         Op::Min(_) | Op::Max(_) => elementwise::check_arith(dt(0)),
@@ -633,12 +626,12 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         | Op::ReduceL1(_)
         | Op::ReduceSumSquare(_)
         | Op::ReduceLogSumExp(_) => {
-            f32_in()?;
+            reduce::check_dtype(&node.op, dt(0))?;
             const_in(1, "the reduction axes")
         }
         Op::ArgMax(_) | Op::ArgMin(_) => f32_in(),
         Op::TopK(_) => {
-            f32_in()?;
+            elementwise::check_int_or_f32(dt(0))?;
             const_in(1, "TopK's k")
         }
         Op::Flatten(_) => any_in(),
@@ -667,7 +660,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         }
         Op::Pad(p) => {
             any_in()?;
-            if p.mode != "constant" && p.mode != "edge" && p.mode != "reflect" {
+            if !matches!(p.mode.as_str(), "constant" | "edge" | "reflect" | "wrap") {
                 return Err(format!("Pad mode `{}` is not supported", p.mode));
             }
             const_in(1, "Pad's pads")?;

@@ -1,5 +1,5 @@
-//! Pooling: MaxPool, AveragePool (count_include_pad, ceil_mode, dilations, auto_pad) over 1-D
-//! and 2-D windows, and GlobalAveragePool / GlobalMaxPool.
+//! Pooling: MaxPool, AveragePool (count_include_pad, ceil_mode, dilations, auto_pad) over 1-D,
+//! 2-D and 3-D windows, and GlobalAveragePool / GlobalMaxPool.
 //!
 //! Windowed pools run one output element at a time with the window unrolled; taps outside the
 //! input read a clamped address and are replaced by the fold's identity, so there is no branch
@@ -28,20 +28,22 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
         Op::AveragePool(o) => o.kernel_shape.len(),
         _ => return Ok(()),
     };
-    if k == 0 || k > 2 {
-        return Err(format!("{k}-D pooling is not supported (1-D and 2-D are)"));
+    if k == 0 || k > 3 {
+        return Err(format!("{k}-D pooling is not supported (1-D to 3-D are)"));
     }
     Ok(())
 }
 
+/// The window per spatial axis (1-D and 2-D pools use the last slots; the others have extent
+/// one).
 struct Win {
-    k: [usize; 2],
-    s: [usize; 2],
-    d: [usize; 2],
-    pb: [usize; 2],
-    pe: [usize; 2],
-    inp: [usize; 2],
-    out: [usize; 2],
+    k: [usize; 3],
+    s: [usize; 3],
+    d: [usize; 3],
+    pb: [usize; 3],
+    pe: [usize; 3],
+    inp: [usize; 3],
+    out: [usize; 3],
 }
 
 /// Lowers the pooling ops.
@@ -98,7 +100,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         op => return Err(format!("{} is not a pooling op", op.op_type())),
     };
     let sp = kernel.len();
-    if sp == 0 || sp > 2 || x.dims.len() != sp + 2 || y.dims.len() != sp + 2 {
+    if sp == 0 || sp > 3 || x.dims.len() != sp + 2 || y.dims.len() != sp + 2 {
         return Err("pooling window does not fit the input rank".into());
     }
     let get = |v: &Option<Vec<i64>>, i: usize, def: i64| -> usize {
@@ -110,16 +112,16 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let in_sp: Vec<usize> = x.dims[2..].to_vec();
     let out_sp: Vec<usize> = y.dims[2..].to_vec();
     let mut w = Win {
-        k: [1, 1],
-        s: [1, 1],
-        d: [1, 1],
-        pb: [0, 0],
-        pe: [0, 0],
-        inp: [1, 1],
-        out: [1, 1],
+        k: [1; 3],
+        s: [1; 3],
+        d: [1; 3],
+        pb: [0; 3],
+        pe: [0; 3],
+        inp: [1; 3],
+        out: [1; 3],
     };
-    // 1-D pools use the second slot (one row).
-    let off = 2 - sp;
+    // Lower-dimensional pools use the last slots.
+    let off = 3 - sp;
     for i in 0..sp {
         let j = i + off;
         w.k[j] = kernel[i].max(1) as usize;
@@ -140,49 +142,54 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             explicit_e
         };
     }
-    let ohw = w.out[0] * w.out[1];
-    let [(oh_lo, oh_hi), (ow_lo, ow_hi)] = [interior(&w, 0), interior(&w, 1)];
-    // Four outputs per vector where the whole window is inside the input (no clamping, no
-    // identity): the bulk of any image; the borders run one output at a time.
-    let vec_cols = (ow_hi - ow_lo) / 4;
+    let out_plane = w.out[0] * w.out[1] * w.out[2];
+    // 1-D and 2-D pools compute four outputs per vector where the whole window is inside the
+    // input (no clamping, no identity): the bulk of any image; borders (and 3-D pools) run
+    // one output at a time.
+    let flat = w.k[0] == 1 && w.out[0] == 1 && w.inp[0] == 1;
+    let [(oh_lo, oh_hi), (ow_lo, ow_hi)] = [interior(&w, 1), interior(&w, 2)];
+    let vec_cols = if flat { (ow_hi - ow_lo) / 4 } else { 0 };
     cx.for_n(planes, |cx, pl| {
         let xr = cx.index(xp, pl, (plane * 4) as i64);
-        let yr = cx.index(yp, pl, (ohw * 4) as i64);
-        let scalar = |cx: &mut Ctx, oh: Value, ow: Value| -> R<()> {
-            let v = window(cx, &w, xr, oh, ow, max, include_pad)?;
-            let a = cx.index(yr, oh, (w.out[1] * 4) as i64);
-            let a = cx.index(a, ow, 4);
-            cx.store(v, a, 0);
-            Ok(())
-        };
-        let scalar_cols = |cx: &mut Ctx, oh: Value, lo: usize, hi: usize| -> R<()> {
-            cx.for_n(hi - lo, |cx, i| {
-                let ow = cx.b.ins().iadd_imm_s(i, lo as i64);
-                scalar(cx, oh, ow)
-            })
-        };
-        let rows = |cx: &mut Ctx, lo: usize, hi: usize, inner: bool| -> R<()> {
-            cx.for_n(hi - lo, |cx, i| {
-                let oh = cx.b.ins().iadd_imm_s(i, lo as i64);
-                if !inner || vec_cols == 0 {
-                    return scalar_cols(cx, oh, 0, w.out[1]);
-                }
-                scalar_cols(cx, oh, 0, ow_lo)?;
-                cx.for_n(vec_cols, |cx, g| {
-                    let ow = cx.b.ins().imul_imm_s(g, 4);
-                    let ow = cx.b.ins().iadd_imm_s(ow, ow_lo as i64);
-                    let v = window4(cx, &w, xr, oh, ow, max)?;
-                    let a = cx.index(yr, oh, (w.out[1] * 4) as i64);
-                    let a = cx.index(a, ow, 4);
-                    cx.store(v, a, 0);
-                    Ok(())
-                })?;
-                scalar_cols(cx, oh, ow_lo + vec_cols * 4, w.out[1])
-            })
-        };
-        rows(cx, 0, oh_lo, false)?;
-        rows(cx, oh_lo, oh_hi, true)?;
-        rows(cx, oh_hi, w.out[0], false)
+        let yr = cx.index(yp, pl, (out_plane * 4) as i64);
+        cx.for_n(w.out[0], |cx, od| {
+            let yd = cx.index(yr, od, (w.out[1] * w.out[2] * 4) as i64);
+            let scalar = |cx: &mut Ctx, oh: Value, ow: Value| -> R<()> {
+                let v = window(cx, &w, xr, [od, oh, ow], max, include_pad)?;
+                let a = cx.index(yd, oh, (w.out[2] * 4) as i64);
+                let a = cx.index(a, ow, 4);
+                cx.store(v, a, 0);
+                Ok(())
+            };
+            let scalar_cols = |cx: &mut Ctx, oh: Value, lo: usize, hi: usize| -> R<()> {
+                cx.for_n(hi - lo, |cx, i| {
+                    let ow = cx.b.ins().iadd_imm_s(i, lo as i64);
+                    scalar(cx, oh, ow)
+                })
+            };
+            let rows = |cx: &mut Ctx, lo: usize, hi: usize, inner: bool| -> R<()> {
+                cx.for_n(hi - lo, |cx, i| {
+                    let oh = cx.b.ins().iadd_imm_s(i, lo as i64);
+                    if !inner || vec_cols == 0 {
+                        return scalar_cols(cx, oh, 0, w.out[2]);
+                    }
+                    scalar_cols(cx, oh, 0, ow_lo)?;
+                    cx.for_n(vec_cols, |cx, g| {
+                        let ow = cx.b.ins().imul_imm_s(g, 4);
+                        let ow = cx.b.ins().iadd_imm_s(ow, ow_lo as i64);
+                        let v = window4(cx, &w, xr, oh, ow, max)?;
+                        let a = cx.index(yd, oh, (w.out[2] * 4) as i64);
+                        let a = cx.index(a, ow, 4);
+                        cx.store(v, a, 0);
+                        Ok(())
+                    })?;
+                    scalar_cols(cx, oh, ow_lo + vec_cols * 4, w.out[2])
+                })
+            };
+            rows(cx, 0, oh_lo, false)?;
+            rows(cx, oh_lo, oh_hi, true)?;
+            rows(cx, oh_hi, w.out[1], false)
+        })
     })
 }
 
@@ -199,23 +206,24 @@ fn interior(w: &Win, a: usize) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// Four adjacent outputs `(oh, ow..ow+4)` of a window lying inside the input.
+/// Four adjacent outputs `(oh, ow..ow+4)` of a 1-D or 2-D window lying inside the input
+/// (axes 1 and 2 of [`Win`]).
 fn window4(cx: &mut Ctx, w: &Win, xr: Value, oh: Value, ow: Value, max: bool) -> R<Value> {
     let mut acc: Option<Value> = None;
     let ih0 = {
-        let v = cx.b.ins().imul_imm_s(oh, w.s[0] as i64);
-        cx.b.ins().iadd_imm_s(v, -(w.pb[0] as i64))
-    };
-    let iw0 = {
-        let v = cx.b.ins().imul_imm_s(ow, w.s[1] as i64);
+        let v = cx.b.ins().imul_imm_s(oh, w.s[1] as i64);
         cx.b.ins().iadd_imm_s(v, -(w.pb[1] as i64))
     };
-    let base = cx.index(xr, ih0, (w.inp[1] * 4) as i64);
+    let iw0 = {
+        let v = cx.b.ins().imul_imm_s(ow, w.s[2] as i64);
+        cx.b.ins().iadd_imm_s(v, -(w.pb[2] as i64))
+    };
+    let base = cx.index(xr, ih0, (w.inp[2] * 4) as i64);
     let base = cx.index(base, iw0, 4);
-    for kh in 0..w.k[0] {
-        for kw in 0..w.k[1] {
-            let off = ((kh * w.d[0] * w.inp[1] + kw * w.d[1]) * 4) as i64;
-            let v = super::conv::load_strided(cx, base, off, w.s[1]);
+    for kh in 0..w.k[1] {
+        for kw in 0..w.k[2] {
+            let off = ((kh * w.d[1] * w.inp[2] + kw * w.d[2]) * 4) as i64;
+            let v = super::conv::load_strided(cx, base, off, w.s[2]);
             acc = Some(match acc {
                 None => v,
                 Some(a) if max => cx.b.ins().fmax(a, v),
@@ -227,7 +235,7 @@ fn window4(cx: &mut Ctx, w: &Win, xr: Value, oh: Value, ow: Value, max: bool) ->
     Ok(if max {
         acc
     } else {
-        let n = cx.fconst(Lanes::Four, (w.k[0] * w.k[1]) as f32);
+        let n = cx.fconst(Lanes::Four, (w.k[1] * w.k[2]) as f32);
         cx.b.ins().fdiv(acc, n)
     })
 }
@@ -236,8 +244,7 @@ fn window(
     cx: &mut Ctx,
     w: &Win,
     xr: Value,
-    oh: Value,
-    ow: Value,
+    o: [Value; 3],
     max: bool,
     include_pad: bool,
 ) -> R<Value> {
@@ -247,8 +254,8 @@ fn window(
     let one = cx.fconst(Lanes::One, 1.0);
     let zero_f = cx.fconst(Lanes::One, 0.0);
     // Per axis and tap: clamped index, validity, and (for count_include_pad) inside the pads.
-    let mut taps: [Vec<(Value, Value, Value)>; 2] = [vec![], vec![]];
-    for (a, o) in [(0usize, oh), (1usize, ow)] {
+    let mut taps: [Vec<(Value, Value, Value)>; 3] = [vec![], vec![], vec![]];
+    for (a, o) in o.into_iter().enumerate() {
         let base = cx.b.ins().imul_imm_s(o, w.s[a] as i64);
         for k in 0..w.k[a] {
             let i =
@@ -270,29 +277,34 @@ fn window(
             taps[a].push((c, ok, in_pad));
         }
     }
-    for (ih, okh, padh) in taps[0].clone() {
-        let rowp = cx.index(xr, ih, (w.inp[1] * 4) as i64);
-        for (iw, okw, padw) in taps[1].clone() {
-            let a = cx.index(rowp, iw, 4);
-            let v = cx.load(types::F32, a, 0);
-            let ok = cx.b.ins().band(okh, okw);
-            let v = cx.b.ins().select(ok, v, ident);
-            acc = if max {
-                cx.b.ins().fmax(acc, v)
-            } else {
-                cx.b.ins().fadd(acc, v)
-            };
-            if !max {
-                let counted = if include_pad {
-                    cx.b.ins().band(padh, padw)
+    for (id, okd, padd) in taps[0].clone() {
+        let slab = cx.index(xr, id, (w.inp[1] * w.inp[2] * 4) as i64);
+        for (ih, okh, padh) in taps[1].clone() {
+            let rowp = cx.index(slab, ih, (w.inp[2] * 4) as i64);
+            let okdh = cx.b.ins().band(okd, okh);
+            let paddh = cx.b.ins().band(padd, padh);
+            for (iw, okw, padw) in taps[2].clone() {
+                let a = cx.index(rowp, iw, 4);
+                let v = cx.load(types::F32, a, 0);
+                let ok = cx.b.ins().band(okdh, okw);
+                let v = cx.b.ins().select(ok, v, ident);
+                acc = if max {
+                    cx.b.ins().fmax(acc, v)
                 } else {
-                    ok
+                    cx.b.ins().fadd(acc, v)
                 };
-                let inc = cx.b.ins().select(counted, one, zero_f);
-                count = Some(match count {
-                    Some(c) => cx.b.ins().fadd(c, inc),
-                    None => inc,
-                });
+                if !max {
+                    let counted = if include_pad {
+                        cx.b.ins().band(paddh, padw)
+                    } else {
+                        ok
+                    };
+                    let inc = cx.b.ins().select(counted, one, zero_f);
+                    count = Some(match count {
+                        Some(c) => cx.b.ins().fadd(c, inc),
+                        None => inc,
+                    });
+                }
             }
         }
     }

@@ -9,7 +9,7 @@
 use super::{axis, strides, Ctx, Lanes, NodeIo, R};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use smelt_ir::Op;
+use smelt_ir::{DType, Op};
 
 /// How elements fold into an accumulator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,8 +137,11 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let xs = strides(&x.dims);
     let kept: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
     let kdims: Vec<usize> = kept.iter().map(|a| x.dims[*a]).collect();
-    if y.len() != kdims.iter().product::<usize>() || x.dtype != smelt_ir::DType::F32 {
+    if y.len() != kdims.iter().product::<usize>() || x.dtype != y.dtype {
         return Err("the reduction's output does not fit its input".into());
+    }
+    if x.dtype != DType::F32 {
+        return reduce_scalar(cx, io, &x, &y, &axes, &kept, fold, post);
     }
     let rdims: Vec<usize> = axes.iter().map(|a| x.dims[*a]).collect();
     let count: usize = rdims.iter().product();
@@ -197,6 +200,142 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             }
         };
         cx.store(m, p[1], 0);
+        Ok(())
+    })
+}
+
+/// Dtypes a reduction takes: f32 for every reduction; f64 for Sum, Mean, Max, Min, Prod and
+/// LogSumExp;
+/// 8- to 64-bit integers for Sum, Max, Min and Prod; bool for Max (any) and Min (all).
+pub(crate) fn check_dtype(op: &Op, d: Option<DType>) -> R<()> {
+    let basic = matches!(
+        op,
+        Op::ReduceSum(_) | Op::ReduceMax(_) | Op::ReduceMin(_) | Op::ReduceProd(_)
+    );
+    let ok = match d {
+        Some(DType::F32) => true,
+        Some(DType::F64) => basic || matches!(op, Op::ReduceMean(_) | Op::ReduceLogSumExp(_)),
+        Some(DType::Bool) => matches!(op, Op::ReduceMax(_) | Op::ReduceMin(_)),
+        Some(d) if d.is_int() && super::clif_ty(d).is_some() => basic,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {} is not supported",
+            op.op_type(),
+            d.map(|d| d.to_string())
+                .unwrap_or_else(|| "an unknown dtype".into())
+        ))
+    }
+}
+
+/// A reduction of a non-f32 tensor (see [`check_dtype`]), one element at a time in the
+/// element type: integers wrap like numpy's, bool Max/Min are any/all.
+#[allow(clippy::too_many_arguments)]
+fn reduce_scalar(
+    cx: &mut Ctx,
+    io: &NodeIo,
+    x: &super::Operand,
+    y: &super::Operand,
+    axes: &[usize],
+    kept: &[usize],
+    fold: Fold,
+    post: u8,
+) -> R<()> {
+    check_dtype(io.op(), Some(x.dtype))?;
+    let ty = super::clif_ty(x.dtype).ok_or("unsupported reduction dtype")?;
+    let e = x.elem() as i64;
+    let float = x.dtype.is_float();
+    let signed = x.dtype.is_signed_int();
+    let xs = strides(&x.dims);
+    let kdims: Vec<usize> = kept.iter().map(|a| x.dims[*a]).collect();
+    let rdims: Vec<usize> = axes.iter().map(|a| x.dims[*a]).collect();
+    let count: usize = rdims.iter().product();
+    let kst: Vec<i64> = kept.iter().map(|a| xs[*a] * e).collect();
+    let yst: Vec<i64> = strides(&kdims).iter().map(|s| s * e).collect();
+    let rst: Vec<i64> = axes.iter().map(|a| xs[*a] * e).collect();
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let bits = x.dtype.bits().clamp(8, 64) as u32;
+    let is_bool = x.dtype == DType::Bool;
+    let init = move |cx: &mut Ctx| -> Value {
+        if float {
+            let v = match fold {
+                Fold::Prod => 1.0,
+                Fold::Max => f64::NEG_INFINITY,
+                Fold::Min => f64::INFINITY,
+                _ => 0.0,
+            };
+            return cx.b.ins().f64const(v);
+        }
+        let v: i64 = match fold {
+            Fold::Prod => 1,
+            Fold::Max if signed => i64::MIN >> (64 - bits),
+            Fold::Max => 0,
+            Fold::Min if signed => i64::MAX >> (64 - bits),
+            Fold::Min if is_bool => 1,
+            Fold::Min => -1,
+            _ => 0,
+        };
+        // Immediates of narrow types hold only the type's bits.
+        let v = if bits < 64 {
+            v & ((1i64 << bits) - 1)
+        } else {
+            v
+        };
+        cx.b.ins().iconst(ty, v)
+    };
+    cx.nest(&kdims, &[kst, yst], vec![xp, yp], &mut |cx, p| {
+        let start = init(cx);
+        let acc = cx.var(ty, start);
+        let step: &mut dyn FnMut(&mut Ctx, &[Value]) -> R<()> = &mut |cx, q| {
+            let v = cx.load(ty, q[0], 0);
+            let a = cx.b.use_var(acc);
+            let ins = cx.b.ins();
+            let r = match (fold, float, signed) {
+                (Fold::Max, true, _) => ins.fmax(a, v),
+                (Fold::Min, true, _) => ins.fmin(a, v),
+                (Fold::Prod, true, _) => ins.fmul(a, v),
+                (_, true, _) => ins.fadd(a, v),
+                (Fold::Max, false, true) => ins.smax(a, v),
+                (Fold::Min, false, true) => ins.smin(a, v),
+                (Fold::Max, false, false) => ins.umax(a, v),
+                (Fold::Min, false, false) => ins.umin(a, v),
+                (Fold::Prod, false, _) => ins.imul(a, v),
+                _ => ins.iadd(a, v),
+            };
+            cx.b.def_var(acc, r);
+            Ok(())
+        };
+        cx.nest(&rdims, std::slice::from_ref(&rst), vec![p[0]], step)?;
+        let mut v = cx.b.use_var(acc);
+        if post == 3 {
+            // log-sum-exp (f64): `acc` holds the max; then log(sum(exp(x - max))) + max.
+            let mx = v;
+            let zero = cx.b.ins().f64const(0.0);
+            let sum = cx.var(ty, zero);
+            let step: &mut dyn FnMut(&mut Ctx, &[Value]) -> R<()> = &mut |cx, q| {
+                let x = cx.load(ty, q[0], 0);
+                let d = cx.b.ins().fsub(x, mx);
+                let e = super::math::exp_f64(cx, d);
+                let s = cx.b.use_var(sum);
+                let s = cx.b.ins().fadd(s, e);
+                cx.b.def_var(sum, s);
+                Ok(())
+            };
+            cx.nest(&rdims, std::slice::from_ref(&rst), vec![p[0]], step)?;
+            let s = cx.b.use_var(sum);
+            let lg = super::math::log_f64(cx, s);
+            v = cx.b.ins().fadd(lg, mx);
+        }
+        if post == 1 {
+            // Mean (f64 only).
+            let k = cx.b.ins().f64const(count as f64);
+            v = cx.b.ins().fdiv(v, k);
+        }
+        cx.store(v, p[1], 0);
         Ok(())
     })
 }
@@ -312,52 +451,86 @@ pub(crate) fn topk(cx: &mut Ctx, io: &NodeIo, ax: i64, largest: bool) -> R<()> {
     let xp = cx.addr(io.g, x)?;
     let vp = cx.addr(io.g, vals)?;
     let ip = cx.addr(io.g, idxs)?;
+    let float = x.dtype == DType::F32;
+    let ty = super::clif_ty(x.dtype).ok_or("TopK of this dtype is not supported")?;
+    let e = x.elem();
+    if vals.dtype != x.dtype {
+        return Err("TopK's values differ in dtype from its input".into());
+    }
     let (gt, lt) = if largest {
         (FloatCC::GreaterThan, FloatCC::LessThan)
     } else {
         (FloatCC::LessThan, FloatCC::GreaterThan)
     };
+    let signed = x.dtype.is_signed_int();
+    let (igt, ilt) = match (largest, signed) {
+        (true, true) => (IntCC::SignedGreaterThan, IntCC::SignedLessThan),
+        (false, true) => (IntCC::SignedLessThan, IntCC::SignedGreaterThan),
+        (true, false) => (IntCC::UnsignedGreaterThan, IntCC::UnsignedLessThan),
+        (false, false) => (IntCC::UnsignedLessThan, IntCC::UnsignedGreaterThan),
+    };
+    // Float order with ±inf as the "before everything" start; integers start with no
+    // previous element instead (any value is eligible in the first round).
+    let cmp = move |cx: &mut Ctx, fc: FloatCC, ic: IntCC, a: Value, b: Value| -> Value {
+        if float {
+            cx.b.ins().fcmp(fc, a, b)
+        } else {
+            cx.b.ins().icmp(ic, a, b)
+        }
+    };
     cx.nest(
         &[outer, inner],
         &[
-            vec![(d * inner * 4) as i64, 4],
-            vec![(k * inner * 4) as i64, 4],
+            vec![(d * inner * e) as i64, e as i64],
+            vec![(k * inner * e) as i64, e as i64],
             vec![(k * inner * 8) as i64, 8],
         ],
         vec![xp, vp, ip],
         &mut |cx, p| {
             let (src, vdst, idst) = (p[0], p[1], p[2]);
-            let start = cx.fconst(
-                Lanes::One,
-                if largest {
-                    f32::INFINITY
-                } else {
-                    f32::NEG_INFINITY
-                },
-            );
-            let prev_v = cx.var(types::F32, start);
+            let start = if float {
+                cx.fconst(
+                    Lanes::One,
+                    if largest {
+                        f32::INFINITY
+                    } else {
+                        f32::NEG_INFINITY
+                    },
+                )
+            } else {
+                cx.b.ins().iconst(ty, 0)
+            };
+            let prev_v = cx.var(ty, start);
             let m1 = cx.iconst(-1);
             let prev_i = cx.var(types::I64, m1);
             cx.for_n(k, |cx, t| {
                 let pv = cx.b.use_var(prev_v);
                 let pi = cx.b.use_var(prev_i);
-                let nil = cx.fconst(Lanes::One, 0.0);
-                let best_v = cx.var(types::F32, nil);
+                let nil = if float {
+                    cx.fconst(Lanes::One, 0.0)
+                } else {
+                    cx.b.ins().iconst(ty, 0)
+                };
+                let best_v = cx.var(ty, nil);
                 let none = cx.iconst(-1);
                 let best_i = cx.var(types::I64, none);
                 cx.for_n(d, |cx, i| {
-                    let a = cx.index(src, i, (inner * 4) as i64);
-                    let v = cx.load(types::F32, a, 0);
+                    let a = cx.index(src, i, (inner * e) as i64);
+                    let v = cx.load(ty, a, 0);
                     // Eligible: after (pv, pi) in the order.
-                    let after_v = cx.b.ins().fcmp(lt, v, pv);
-                    let same_v = cx.b.ins().fcmp(FloatCC::Equal, v, pv);
+                    let after_v = cmp(cx, lt, ilt, v, pv);
+                    let same_v = cmp(cx, FloatCC::Equal, IntCC::Equal, v, pv);
                     let after_i = cx.b.ins().icmp(IntCC::SignedGreaterThan, i, pi);
                     let tie = cx.b.ins().band(same_v, after_i);
-                    let eligible = cx.b.ins().bor(after_v, tie);
+                    let mut eligible = cx.b.ins().bor(after_v, tie);
+                    if !float {
+                        let first = cx.b.ins().icmp_imm_s(IntCC::Equal, pi, -1);
+                        eligible = cx.b.ins().bor(eligible, first);
+                    }
                     let bv = cx.b.use_var(best_v);
                     let bi = cx.b.use_var(best_i);
                     let empty = cx.b.ins().icmp_imm_s(IntCC::Equal, bi, -1);
-                    let beats = cx.b.ins().fcmp(gt, v, bv);
+                    let beats = cmp(cx, gt, igt, v, bv);
                     let better = cx.b.ins().bor(empty, beats);
                     let take = cx.b.ins().band(eligible, better);
                     let nv = cx.b.ins().select(take, v, bv);
@@ -372,7 +545,7 @@ pub(crate) fn topk(cx: &mut Ctx, io: &NodeIo, ax: i64, largest: bool) -> R<()> {
                 let zero = cx.iconst(0);
                 let neg = cx.b.ins().icmp_imm_s(IntCC::SignedLessThan, bi, 0);
                 let bi_out = cx.b.ins().select(neg, zero, bi);
-                let va = cx.index(vdst, t, (inner * 4) as i64);
+                let va = cx.index(vdst, t, (inner * e) as i64);
                 cx.store(bv, va, 0);
                 let ia = cx.index(idst, t, (inner * 8) as i64);
                 cx.store(bi_out, ia, 0);

@@ -605,7 +605,7 @@ fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
         let d = cx.offset(ys, off);
         return copy_nest(cx, &x.dims, xs, &xst, d, &yst, e);
     }
-    // edge / reflect: per-axis index tables built at compile time.
+    // edge / reflect / wrap: per-axis index tables built at compile time.
     if x.dims.contains(&0) {
         return Err(format!("Pad mode `{mode}` of an empty tensor"));
     }
@@ -615,7 +615,9 @@ fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
         let t: Vec<i64> = (0..y.dims[k] as i64)
             .map(|o| {
                 let i = o - begin[k];
-                let src = if mode == "edge" || n == 1 {
+                let src = if mode == "wrap" {
+                    i.rem_euclid(n)
+                } else if mode == "edge" || n == 1 {
                     i.clamp(0, n - 1)
                 } else {
                     let period = 2 * (n - 1);
