@@ -47,9 +47,10 @@ pub(crate) fn check_arith(d: Option<DType>) -> R<()> {
 }
 
 fn cast_kind(d: DType) -> Option<u8> {
-    // 0: float, 1: signed int, 2: unsigned int, 3: bool
+    // 0: float, 1: signed int, 2: unsigned int, 3: bool, 4: half float (f16, bf16)
     Some(match d {
         DType::F32 | DType::F64 => 0,
+        DType::F16 | DType::BF16 => 4,
         DType::I8 | DType::I16 | DType::I32 | DType::I64 => 1,
         DType::U8 | DType::U16 | DType::U32 | DType::U64 => 2,
         DType::Bool => 3,
@@ -807,6 +808,33 @@ fn arith(cx: &mut Ctx, op: &Op, a: Value, b: Value, float: bool, signed: bool) -
 
 /// ONNX Cast between the supported dtypes (float → int truncates and saturates; NaN → 0).
 pub(crate) fn cast(cx: &mut Ctx, v: Value, from: DType, to: DType) -> R<Value> {
+    if from == to {
+        return Ok(v);
+    }
+    // Half floats go through f32: f16 and bf16 are exactly representable in it, and f32 →
+    // half rounds once (to nearest even), as ONNX's reference does.
+    if matches!(from, DType::F16 | DType::BF16) {
+        let f = if from == DType::F16 {
+            super::half::f16_to_f32(cx, v)
+        } else {
+            super::half::bf16_to_f32(cx, v)
+        };
+        return cast(cx, f, DType::F32, to);
+    }
+    if matches!(to, DType::F16 | DType::BF16) {
+        let f = if from == DType::F64 {
+            // One rounding (f64 → half) would need its own routine; through f32 the double
+            // rounding differs only in ties created by the first rounding.
+            cx.b.ins().fdemote(types::F32, v)
+        } else {
+            cast(cx, v, from, DType::F32)?
+        };
+        return Ok(if to == DType::F16 {
+            super::half::f32_to_f16(cx, f)
+        } else {
+            super::half::f32_to_bf16(cx, f)
+        });
+    }
     let fk = cast_kind(from).ok_or("unsupported cast source")?;
     let tk = cast_kind(to).ok_or("unsupported cast target")?;
     let tty = clif_ty(to).ok_or("unsupported cast target")?;

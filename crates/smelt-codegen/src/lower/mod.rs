@@ -16,6 +16,7 @@ pub(crate) mod control;
 pub(crate) mod conv;
 pub(crate) mod conv_transpose;
 pub(crate) mod elementwise;
+pub(crate) mod half;
 pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod norm;
@@ -74,6 +75,9 @@ pub(crate) fn clif_ty(d: DType) -> Option<Type> {
         DType::I64 | DType::U64 => types::I64,
         DType::I32 | DType::U32 => types::I32,
         DType::I16 | DType::U16 => types::I16,
+        // Half floats are carried as their bit patterns: data movement copies them, Cast
+        // converts them (lower/half.rs); arithmetic checks list its dtypes and excludes them.
+        DType::F16 | DType::BF16 => types::I16,
         DType::I8 | DType::U8 | DType::Bool => types::I8,
         _ => return None,
     })
