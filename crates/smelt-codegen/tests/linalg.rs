@@ -186,3 +186,23 @@ fn fused_activations_keep_nan_and_clamp() {
         assert_eq!(&got[1..], &want[1..]);
     }
 }
+
+/// Equal columns stay bitwise equal: every block of a product sums in the same order
+/// (constant-filled weights, as in the ONNX light models, make all 1,000 logits tie).
+#[test]
+fn equal_columns_give_bitwise_equal_outputs() {
+    for (k, n) in [(2048usize, 1000usize), (96, 37), (512, 10)] {
+        let mut g = G::new();
+        let x = g.input("x", DType::F32, &[1, k]);
+        let w = g.cf32(&[k, n], &vec![0.02; k * n]);
+        let y = g.node(Op::MatMul(ops::MatMul {}), &[x, w]);
+        let gr = g.finish(&[y]);
+        let xs = rand(k, 7, -1.0, 1.0);
+        let got = f32s(&run(&gr, &[t32(&[1, k], &xs)])[0]);
+        assert!(
+            got.iter().all(|v| v.to_bits() == got[0].to_bits()),
+            "k={k} n={n}: {:?}",
+            &got[got.len().saturating_sub(10)..]
+        );
+    }
+}

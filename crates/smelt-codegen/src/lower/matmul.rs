@@ -118,10 +118,13 @@ fn panels_for(mr: usize) -> usize {
 fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -> R<()> {
     let nv = cols.div_ceil(4);
     let zero = cx.fconst(super::Lanes::Four, 0.0);
-    // Narrow blocks (a batch-1 product's last layer: one row, a few columns) have too few
-    // accumulators to hide the FMA latency over a long K; they keep `sets` independent sets,
-    // one per unrolled step, summed at the end.
-    let sets = if gm.k >= 8 {
+    // Narrow products (a batch-1 classifier's last layer: one row, a few columns) have too
+    // few accumulators to hide the FMA latency over a long K; they keep `sets` independent
+    // sets, one per unrolled step, summed at the end.
+    // Only when this block is the whole product: another summation order in some blocks
+    // than in others would give equal columns (models with constant-filled weights, ties
+    // that a later Softmax or ArgMax resolves) unequal roundings.
+    let sets = if gm.k >= 8 && mr == gm.m && cols == gm.n {
         (12 / (mr * nv)).clamp(1, 4)
     } else {
         1
