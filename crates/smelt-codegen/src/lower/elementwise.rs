@@ -51,6 +51,7 @@ fn cast_kind(d: DType) -> Option<u8> {
     Some(match d {
         DType::F32 | DType::F64 => 0,
         DType::F16 | DType::BF16 => 4,
+        DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ => 4,
         DType::I8 | DType::I16 | DType::I32 | DType::I64 => 1,
         DType::U8 | DType::U16 | DType::U32 | DType::U64 => 2,
         DType::Bool => 3,
@@ -543,8 +544,10 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         }),
         Op::Not(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().bxor_imm_s(a[0], 1))),
         Op::Cast(c) => {
-            let (from, to) = (dt, c.to);
-            un(cx, &move |cx, _, a| cast(cx, a[0], from, to))
+            let (from, to, sat) = (dt, c.to, c.saturate != 0);
+            un(cx, &move |cx, _, a| {
+                cast_saturating(cx, a[0], from, to, sat)
+            })
         }
         Op::Identity(_) | Op::Dropout(_) => un(cx, &|_, _, a| Ok(a[0])),
         Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => {
@@ -808,8 +811,35 @@ fn arith(cx: &mut Ctx, op: &Op, a: Value, b: Value, float: bool, signed: bool) -
 
 /// ONNX Cast between the supported dtypes (float → int truncates and saturates; NaN → 0).
 pub(crate) fn cast(cx: &mut Ctx, v: Value, from: DType, to: DType) -> R<Value> {
+    cast_saturating(cx, v, from, to, true)
+}
+
+/// [`cast`] with ONNX's `saturate` for 8-bit float targets (overflow to the largest finite
+/// value, or else to infinity/NaN).
+pub(crate) fn cast_saturating(
+    cx: &mut Ctx,
+    v: Value,
+    from: DType,
+    to: DType,
+    saturate: bool,
+) -> R<Value> {
     if from == to {
         return Ok(v);
+    }
+    // 8-bit floats go through f32 (which holds every f8 value exactly).
+    if super::float8::is_f8(from) {
+        let f = super::float8::decode(cx, v, from)?;
+        return cast_saturating(cx, f, DType::F32, to, saturate);
+    }
+    if super::float8::is_f8(to) {
+        let f = if from == DType::F32 {
+            v
+        } else if from == DType::F64 {
+            cx.b.ins().fdemote(types::F32, v)
+        } else {
+            cast(cx, v, from, DType::F32)?
+        };
+        return super::float8::encode(cx, f, to, saturate);
     }
     // Half floats go through f32: f16 and bf16 are exactly representable in it, and f32 →
     // half rounds once (to nearest even), as ONNX's reference does.
@@ -904,7 +934,14 @@ pub(crate) fn cast_like(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let x = io.input(0)?.clone();
     let out = io.output(0)?.clone();
     let (from, to) = (x.dtype, out.dtype);
+    let sat = match io.op() {
+        Op::Opaque(o) => !o
+            .attrs
+            .iter()
+            .any(|(n, v)| n == "saturate" && matches!(v, smelt_ir::Attr::Int(0))),
+        _ => true,
+    };
     map(cx, io, &out, &[&x], &move |cx, _, a| {
-        cast(cx, a[0], from, to)
+        cast_saturating(cx, a[0], from, to, sat)
     })
 }

@@ -16,6 +16,7 @@ pub(crate) mod control;
 pub(crate) mod conv;
 pub(crate) mod conv_transpose;
 pub(crate) mod elementwise;
+pub(crate) mod float8;
 pub(crate) mod half;
 pub(crate) mod math;
 pub(crate) mod matmul;
@@ -78,6 +79,7 @@ pub(crate) fn clif_ty(d: DType) -> Option<Type> {
         // Half floats are carried as their bit patterns: data movement copies them, Cast
         // converts them (lower/half.rs); arithmetic checks list its dtypes and excludes them.
         DType::F16 | DType::BF16 => types::I16,
+        DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ => types::I8,
         DType::I8 | DType::U8 | DType::Bool => types::I8,
         _ => return None,
     })
