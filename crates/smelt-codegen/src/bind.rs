@@ -177,6 +177,7 @@ pub fn value_operands(op: &Op) -> &'static [usize] {
         Op::Pad(_) => &[1, 2, 3],
         Op::Range(_) => &[0, 1, 2],
         Op::Clip(_) => &[1, 2],
+        Op::Trilu(_) => &[1],
         Op::Resize(o) if o.coordinate_transformation_mode == "tf_crop_and_resize" => &[1, 2, 3],
         Op::Resize(_) => &[2, 3],
         Op::Dropout(_) => &[2],

@@ -28,6 +28,7 @@ pub(crate) mod resize;
 pub(crate) mod rnn;
 pub(crate) mod shape;
 pub(crate) mod softmax;
+pub(crate) mod trilu;
 pub(crate) mod winograd;
 
 use crate::error::{CodegenError, Unsupported};
@@ -493,6 +494,28 @@ pub(crate) fn axis(a: i64, rank: usize) -> R<usize> {
     Ok(x as usize)
 }
 
+/// Whether `v` is computed from constants and tensor shapes only (`Shape`, `Size`, through
+/// the nodes binding folds): such an operand is a constant once the input shapes are bound
+/// (a dynamic-length export's causal-mask Slice, say), so `smelt check` on the unbound model
+/// must not call it a run-time value.
+fn from_shapes(g: &Graph, v: ValueId, depth: usize) -> bool {
+    if g.const_value(v).is_some() {
+        return true;
+    }
+    if depth > 64 {
+        return false;
+    }
+    let op = &g.node(v.node).op;
+    if matches!(op, Op::Shape(_) | Op::Size(_)) {
+        return true;
+    }
+    crate::fold::follows_values(op)
+        && g.node_inputs(v.node)
+            .into_iter()
+            .flatten()
+            .all(|x| from_shapes(g, x, depth + 1))
+}
+
 /// Why the backend cannot lower node `id` of a bound graph, if it cannot.
 pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
     let node = g.node(id);
@@ -519,7 +542,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
     };
     let const_in = |i: usize, what: &str| -> R<()> {
         match ins.get(i).copied().flatten() {
-            Some(v) if g.const_value(v).is_some() => Ok(()),
+            Some(v) if g.const_value(v).is_some() || from_shapes(g, v, 0) => Ok(()),
             Some(_) => Err(format!("{what} must be a constant")),
             None => Ok(()),
         }
@@ -674,6 +697,10 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             const_in(3, "Pad's axes")
         }
         Op::Shape(_) | Op::Size(_) | Op::ConstantOfShape(_) => Ok(()),
+        Op::Trilu(_) => {
+            any_in()?;
+            const_in(1, "Trilu's k")
+        }
         Op::Range(_) => {
             for i in 0..3 {
                 const_in(i, "Range's start, limit and delta")?;
@@ -759,6 +786,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::If(_) => control::lower_if(cx, io),
         Op::Loop(_) => control::lower_loop(cx, io),
         Op::TopK(t) => reduce::topk(cx, io, t.axis, t.largest != 0),
+        Op::Trilu(_) => trilu::lower(cx, io),
         Op::BatchNormalization(_)
         | Op::LayerNormalization(_)
         | Op::InstanceNormalization(_)
