@@ -19,8 +19,10 @@ are small enough (< 1 MB each) to commit, so `cargo test` runs them on every clo
                 LayerNorm, linear head.
 
 Weights are random (torch.manual_seed(0) before each model); inputs are seeded; expected
-outputs come from onnxruntime with graph optimizations disabled. Exporter: the legacy
-TorchScript one, opset 17, `dynamo=False`.
+outputs come from onnxruntime with graph optimizations disabled. Each model is exported
+twice: NAME/ by the legacy TorchScript exporter (opset 17, `dynamo=False`) and dynamo_NAME/
+by the torch.export-based one (`dynamo=True`, its default opset; needs onnxscript), since
+the two emit different graphs for the same module.
 """
 
 import argparse
@@ -128,14 +130,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/data/small_models")
     args = ap.parse_args()
-    for name, cls, inputs, dynamic in models():
+    for (name, cls, inputs, dynamic), dynamo in [(m, dy) for m in models() for dy in (False, True)]:
         torch.manual_seed(0)
         model = cls().eval()
+        if dynamo:
+            name = f"dynamo_{name}"
         d = os.path.join(args.out, name)
         os.makedirs(d, exist_ok=True)
         path = os.path.join(d, "model.onnx")
-        torch.onnx.export(model, inputs[0], path, opset_version=17, input_names=["x"],
-                          output_names=["y"], dynamic_axes=dynamic, dynamo=False)
+        if dynamo:
+            torch.onnx.export(model, (inputs[0],), path, input_names=["x"], output_names=["y"],
+                              dynamo=True)
+        else:
+            torch.onnx.export(model, inputs[0], path, opset_version=17, input_names=["x"],
+                              output_names=["y"], dynamic_axes=dynamic, dynamo=False)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         sess = ort.InferenceSession(path, so)
