@@ -225,6 +225,49 @@ fn winograd_convs_match_tract() {
     assert!(t.compared >= 20);
 }
 
+/// Convolutions with strides above 2 (patch embeddings, AlexNet-style stems), which the JIT
+/// runs as a GEMM over gathered patches: kernel = stride and overlapping windows, pads,
+/// dilations, rectangular strides, batches of 1 and 2.
+#[test]
+fn strided_convs_match_tract() {
+    let mut rng = Rng(41);
+    let mut t = Tally::default();
+    for i in 0..30 {
+        let cin = rng.range(1, 6);
+        let cout = rng.range(1, 13);
+        let kh = rng.range(1, 8);
+        let kw = rng.range(1, 8);
+        let sh = rng.range(1, 8) as i64;
+        let sw = rng.range(3, 8) as i64;
+        let dil = rng.pick(&[1, 1, 2]) as i64;
+        let pad = rng.range(0, 2) as i64;
+        let h = rng.range(kh * dil as usize, 30);
+        let w = rng.range(kw * dil as usize, 30);
+        let batch = rng.range(1, 2);
+        let op = Op::Conv(ops::Conv {
+            auto_pad: "NOTSET".into(),
+            dilations: Some(vec![dil, dil]),
+            group: 1,
+            kernel_shape: Some(vec![kh as i64, kw as i64]),
+            pads: Some(vec![pad, pad, pad, pad]),
+            strides: Some(vec![sh, sw]),
+        });
+        let bias = (rng.range(0, 1) == 1).then(|| rng.tensor(&[cout]));
+        let wt = rng.tensor(&[cout, cin, kh, kw]);
+        let g = one_op(op, &[vec![batch, cin, h, w]], vec![Some(wt), bias], 1);
+        run_case(
+            &format!("strided conv case {i}"),
+            g,
+            &mut rng,
+            EXACT,
+            &mut t,
+        );
+    }
+    eprintln!("strided conv: {} compared", t.compared);
+    assert!(t.failures.is_empty(), "{}", t.failures.join("\n"));
+    assert!(t.compared >= 20);
+}
+
 #[test]
 fn matmul_and_gemm_match_tract() {
     let mut rng = Rng(12);

@@ -18,6 +18,7 @@ pub(crate) mod conv_transpose;
 pub(crate) mod elementwise;
 pub(crate) mod float8;
 pub(crate) mod half;
+pub(crate) mod im2col;
 pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod norm;
