@@ -268,6 +268,46 @@ fn strided_convs_match_tract() {
     assert!(t.compared >= 20);
 }
 
+/// Depthwise convolutions (one channel per group), which the JIT runs without a padded copy:
+/// border outputs with only the taps inside the input, interior ones four per vector; odd
+/// kernels and pads, strides 1 to 3, dilations, maps from 1 to 40 wide.
+#[test]
+fn depthwise_convs_match_tract() {
+    let mut rng = Rng(53);
+    let mut t = Tally::default();
+    for i in 0..40 {
+        let c = rng.range(2, 9);
+        let kh = rng.range(1, 7);
+        let kw = rng.range(1, 7);
+        let s = rng.range(1, 3) as i64;
+        let dil = rng.pick(&[1, 1, 2]) as i64;
+        let pt = rng.range(0, 3) as i64;
+        let pl = rng.range(0, 3) as i64;
+        let h = rng.range((kh - 1) * dil as usize + 1, 40);
+        let w = rng.range((kw - 1) * dil as usize + 1, 40);
+        let op = Op::Conv(ops::Conv {
+            auto_pad: "NOTSET".into(),
+            dilations: Some(vec![dil, dil]),
+            group: c as i64,
+            kernel_shape: Some(vec![kh as i64, kw as i64]),
+            pads: Some(vec![pt, pl, pt, pl]),
+            strides: Some(vec![s, s]),
+        });
+        let bias = (rng.range(0, 1) == 1).then(|| rng.tensor(&[c]));
+        let wt = rng.tensor(&[c, 1, kh, kw]);
+        let g = one_op(
+            op,
+            &[vec![rng.range(1, 2), c, h, w]],
+            vec![Some(wt), bias],
+            1,
+        );
+        run_case(&format!("depthwise case {i}"), g, &mut rng, EXACT, &mut t);
+    }
+    eprintln!("depthwise: {} compared", t.compared);
+    assert!(t.failures.is_empty(), "{}", t.failures.join("\n"));
+    assert!(t.compared >= 30);
+}
+
 #[test]
 fn matmul_and_gemm_match_tract() {
     let mut rng = Rng(12);

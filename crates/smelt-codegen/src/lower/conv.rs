@@ -16,7 +16,7 @@
 //! even and its odd columns, so that each tap reads four outputs' inputs with one contiguous
 //! load instead of two loads and a shuffle.
 
-use super::{axis, im2col, winograd, Ctx, NodeIo, R};
+use super::{axis, depthwise, im2col, winograd, Ctx, NodeIo, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::Variable;
 use smelt_ir::{Graph, NodeId, Op};
@@ -308,6 +308,9 @@ pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
     if const_weights(g, id) && im2col::applies(&gm) {
         return im2col::scratch_bytes(&gm) as u64;
     }
+    if const_weights(g, id) && depthwise::applies(&gm) {
+        return 0;
+    }
     let pad = padding(&gm)
         .map(|(hp, wp, slack)| (gm.c * hp * wp + slack) * 4)
         .unwrap_or(0);
@@ -485,6 +488,27 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             act: io.act,
         };
         return im2col::lower(cx, &orig, &c);
+    }
+    if const_weights(io.g, io.id) && depthwise::applies(&orig) {
+        let wt = io
+            .konst(1)
+            .and_then(|t| t.to_f32_vec())
+            .ok_or("Conv's weight must be an f32 constant")?;
+        let bias: Vec<f32> = match io.konst(2) {
+            Some(t) => t.to_f32_vec().ok_or("Conv's bias must be f32")?,
+            None => vec![0.0; orig.m],
+        };
+        if wt.len() != orig.m * orig.kh * orig.kw || bias.len() != orig.m {
+            return Err("Conv's weight or bias does not fit its shape".into());
+        }
+        let c = depthwise::DepthwiseConv {
+            w: cx.add_f32s(&wt),
+            bias: cx.add_f32s(&bias),
+            x: cx.addr(io.g, io.input(0)?)?,
+            y: cx.addr(io.g, io.output(0)?)?,
+            act: io.act,
+        };
+        return depthwise::lower(cx, &orig, &c);
     }
     let relu = io.act;
     let mpg = orig.m / orig.group;

@@ -15,6 +15,7 @@
 pub(crate) mod control;
 pub(crate) mod conv;
 pub(crate) mod conv_transpose;
+pub(crate) mod depthwise;
 pub(crate) mod elementwise;
 pub(crate) mod float8;
 pub(crate) mod half;
