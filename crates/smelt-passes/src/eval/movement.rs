@@ -358,7 +358,7 @@ pub(crate) fn trilu(x: &Tensor, k: i64, upper: bool) -> R<Tensor> {
     }
     let (r, c) = (d[d.len() - 2], d[d.len() - 1]);
     let bits = x.dtype().bits();
-    let Some(bytes) = x.bytes().filter(|_| bits >= 8 && bits % 8 == 0) else {
+    let Some(bytes) = x.bytes().filter(|_| bits >= 8 && bits.is_multiple_of(8)) else {
         return unsupported(format!("Trilu of {}", x.dtype()));
     };
     let esz = bits / 8;
