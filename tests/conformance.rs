@@ -532,3 +532,48 @@ fn jit_lstm_checks_run_time_sequence_lens() {
     views[4] = (&short).into();
     assert!(cm.run(&views).is_err());
 }
+
+/// The nine light models (their weights are ConstantOfShape fills, so many logits tie and a
+/// Softmax magnifies any difference in summation order between columns) on the JIT, against
+/// the onnxruntime outputs shipped with them.
+#[test]
+fn light_models_on_the_jit() {
+    let Some(shared) = common::shared() else {
+        eprintln!("skipped: ../shared/onnx-light-models is absent");
+        return;
+    };
+    let dir = shared.join("onnx-light-models");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("model.onnx").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut failures = vec![];
+    for p in names {
+        let r = (|| -> Result<(), String> {
+            let m = smelt_onnx::load_model(&p.join("model.onnx")).map_err(|e| e.to_string())?;
+            for set in data_sets(&p) {
+                let (inputs, expected) = common::read_test_data(&set)?;
+                let mut cm = smelt::compile_jit(&m, &common::jit_options(&m, &inputs))
+                    .map_err(|e| e.to_string())?;
+                let views: Vec<smelt::codegen::jit::TensorView> =
+                    inputs.iter().map(Into::into).collect();
+                let out = cm.run(&views).map_err(|e| e.to_string())?;
+                for c in smelt_verify::compare_all(&out, &expected, Tolerance::EXACT) {
+                    if !c.ok() {
+                        return Err(format!("{}: {c:?}", set.display()));
+                    }
+                }
+            }
+            Ok(())
+        })();
+        eprintln!("{} on the JIT: {r:?}", p.display());
+        if let Err(e) = r {
+            failures.push(format!("{}: {e}", p.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

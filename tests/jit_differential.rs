@@ -62,6 +62,10 @@ struct Tally {
     compared: usize,
     tract_skipped: usize,
     failures: Vec<String>,
+    /// When set, the absolute tolerance grows to this fraction of the expected output's
+    /// largest magnitude (for algorithms whose rounding error scales with the accumulated
+    /// terms rather than with each output element, such as Winograd convolution).
+    scaled_atol: Option<f32>,
 }
 
 fn run_case(label: &str, mut g: Graph, rng: &mut Rng, tol: Tolerance, t: &mut Tally) {
@@ -99,6 +103,16 @@ fn run_case(label: &str, mut g: Graph, rng: &mut Rng, tol: Tolerance, t: &mut Ta
     let out = cm.run(&views).unwrap();
     t.compared += 1;
     for (k, (a, e)) in out.iter().zip(&expected).enumerate() {
+        let tol = match (t.scaled_atol, e.to_f32_vec()) {
+            (Some(f), Some(v)) => {
+                let scale = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+                Tolerance {
+                    atol: tol.atol.max(f64::from(f * scale)),
+                    ..tol
+                }
+            }
+            _ => tol,
+        };
         let c = compare(a, e, tol);
         if !c.ok() {
             t.failures
@@ -165,6 +179,133 @@ fn conv_matches_tract() {
     );
     assert!(t.failures.is_empty(), "{}", t.failures.join("\n"));
     assert!(t.compared >= 40);
+}
+
+/// 3×3 stride-1 convolutions with enough channels that the JIT runs them by Winograd
+/// (F(2×2,3×3) or F(4×4,3×3), whichever pads less): odd and even sizes, partial tile groups,
+/// asymmetric and SAME padding, channel counts that are not multiples of 4, batches of 1 and 2.
+#[test]
+fn winograd_convs_match_tract() {
+    let mut rng = Rng(29);
+    // F(4x4,3x3)'s transforms multiply by up to 8 and 1/24: its rounding error is a few 1e-6
+    // of the outputs' scale (measured: at most 5e-6 here), against about 1e-7 for a direct
+    // convolution; near-zero outputs then miss a pure 1e-5 atol.
+    let mut t = Tally {
+        scaled_atol: Some(2e-5),
+        ..Tally::default()
+    };
+    for i in 0..24 {
+        let cin = rng.range(16, 40);
+        let cout = rng.range(16, 40);
+        let h = rng.range(6, 30);
+        let w = rng.range(6, 30);
+        let auto_pad = rng
+            .pick(&["NOTSET", "NOTSET", "SAME_UPPER", "VALID"])
+            .to_string();
+        let pads = (auto_pad == "NOTSET").then(|| {
+            let p = |r: &mut Rng| r.range(0, 1) as i64;
+            vec![p(&mut rng), p(&mut rng), p(&mut rng), p(&mut rng)]
+        });
+        let op = Op::Conv(ops::Conv {
+            auto_pad,
+            dilations: None,
+            group: 1,
+            kernel_shape: Some(vec![3, 3]),
+            pads,
+            strides: None,
+        });
+        let bias = (rng.range(0, 1) == 1).then(|| rng.tensor(&[cout]));
+        let wt = rng.tensor(&[cout, cin, 3, 3]);
+        let batch = rng.range(1, 2);
+        let g = one_op(op, &[vec![batch, cin, h, w]], vec![Some(wt), bias], 1);
+        run_case(&format!("winograd case {i}"), g, &mut rng, EXACT, &mut t);
+    }
+    eprintln!("winograd: {} compared", t.compared);
+    assert!(t.failures.is_empty(), "{}", t.failures.join("\n"));
+    assert!(t.compared >= 20);
+}
+
+/// Convolutions with strides above 2 (patch embeddings, AlexNet-style stems), which the JIT
+/// runs as a GEMM over gathered patches: kernel = stride and overlapping windows, pads,
+/// dilations, rectangular strides, batches of 1 and 2.
+#[test]
+fn strided_convs_match_tract() {
+    let mut rng = Rng(41);
+    let mut t = Tally::default();
+    for i in 0..30 {
+        let cin = rng.range(1, 6);
+        let cout = rng.range(1, 13);
+        let kh = rng.range(1, 8);
+        let kw = rng.range(1, 8);
+        let sh = rng.range(1, 8) as i64;
+        let sw = rng.range(3, 8) as i64;
+        let dil = rng.pick(&[1, 1, 2]) as i64;
+        let pad = rng.range(0, 2) as i64;
+        let h = rng.range(kh * dil as usize, 30);
+        let w = rng.range(kw * dil as usize, 30);
+        let batch = rng.range(1, 2);
+        let op = Op::Conv(ops::Conv {
+            auto_pad: "NOTSET".into(),
+            dilations: Some(vec![dil, dil]),
+            group: 1,
+            kernel_shape: Some(vec![kh as i64, kw as i64]),
+            pads: Some(vec![pad, pad, pad, pad]),
+            strides: Some(vec![sh, sw]),
+        });
+        let bias = (rng.range(0, 1) == 1).then(|| rng.tensor(&[cout]));
+        let wt = rng.tensor(&[cout, cin, kh, kw]);
+        let g = one_op(op, &[vec![batch, cin, h, w]], vec![Some(wt), bias], 1);
+        run_case(
+            &format!("strided conv case {i}"),
+            g,
+            &mut rng,
+            EXACT,
+            &mut t,
+        );
+    }
+    eprintln!("strided conv: {} compared", t.compared);
+    assert!(t.failures.is_empty(), "{}", t.failures.join("\n"));
+    assert!(t.compared >= 20);
+}
+
+/// Depthwise convolutions (one channel per group), which the JIT runs without a padded copy:
+/// border outputs with only the taps inside the input, interior ones four per vector; odd
+/// kernels and pads, strides 1 to 3, dilations, maps from 1 to 40 wide.
+#[test]
+fn depthwise_convs_match_tract() {
+    let mut rng = Rng(53);
+    let mut t = Tally::default();
+    for i in 0..40 {
+        let c = rng.range(2, 9);
+        let kh = rng.range(1, 7);
+        let kw = rng.range(1, 7);
+        let s = rng.range(1, 3) as i64;
+        let dil = rng.pick(&[1, 1, 2]) as i64;
+        let pt = rng.range(0, 3) as i64;
+        let pl = rng.range(0, 3) as i64;
+        let h = rng.range((kh - 1) * dil as usize + 1, 40);
+        let w = rng.range((kw - 1) * dil as usize + 1, 40);
+        let op = Op::Conv(ops::Conv {
+            auto_pad: "NOTSET".into(),
+            dilations: Some(vec![dil, dil]),
+            group: c as i64,
+            kernel_shape: Some(vec![kh as i64, kw as i64]),
+            pads: Some(vec![pt, pl, pt, pl]),
+            strides: Some(vec![s, s]),
+        });
+        let bias = (rng.range(0, 1) == 1).then(|| rng.tensor(&[c]));
+        let wt = rng.tensor(&[c, 1, kh, kw]);
+        let g = one_op(
+            op,
+            &[vec![rng.range(1, 2), c, h, w]],
+            vec![Some(wt), bias],
+            1,
+        );
+        run_case(&format!("depthwise case {i}"), g, &mut rng, EXACT, &mut t);
+    }
+    eprintln!("depthwise: {} compared", t.compared);
+    assert!(t.failures.is_empty(), "{}", t.failures.join("\n"));
+    assert!(t.compared >= 30);
 }
 
 #[test]

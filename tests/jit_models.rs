@@ -107,3 +107,36 @@ fn real_models_on_the_jit() {
         eprintln!("{name}: ok ({} test set(s))", sets.len());
     }
 }
+
+/// Small PyTorch exports committed with onnxruntime's outputs (tools/export_small_models.py):
+/// a causal decoder whose mask comes from torch.triu at run time (Trilu, a symbolic sequence
+/// length bound from the data), an OCR CRNN (bidirectional LSTM), a keyword-spotting Conv1d +
+/// GRU net and a tiny ViT, each exported by the TorchScript exporter and by the dynamo one.
+/// `smelt check` accepts each before any shape is bound.
+#[test]
+fn small_pytorch_exports_on_the_jit() {
+    let dir = common::root().join("tests/data/small_models");
+    for base in ["gpt_tiny", "crnn", "kws", "vit_tiny"] {
+        for name in [base.to_string(), format!("dynamo_{base}")] {
+            let name = name.as_str();
+            let d = dir.join(name);
+            let m = smelt_onnx::load_model(&d.join("model.onnx")).unwrap();
+            assert_eq!(
+                smelt::check_native(&m),
+                vec![],
+                "{name}: check refuses nodes"
+            );
+            for set in common::subdirs(&d, "test_data_set_") {
+                let inputs = common::read_numbered(&set, "input");
+                let expected = common::read_numbered(&set, "output");
+                let mut cm = smelt::compile_jit(&m, &common::jit_options(&m, &inputs))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let views: Vec<TensorView> = inputs.iter().map(Into::into).collect();
+                let out = cm.run(&views).unwrap();
+                for c in compare_all(&out, &expected, Tolerance::EXACT) {
+                    assert!(c.ok(), "{name} {}: {c:?}", set.display());
+                }
+            }
+        }
+    }
+}

@@ -150,10 +150,10 @@ pub fn freeze_inputs(
 /// time: they fix the output's shape (a Reshape's, Expand's or ConstantOfShape's shape, Tile's
 /// repeats, Squeeze/Unsqueeze/reduction axes, Split's sizes, Slice's and Pad's bounds, Range's
 /// start, limit and delta, TopK's k, Resize's scales and sizes, and its roi for
-/// tf_crop_and_resize) or are baked into the generated
-/// code (Clip's bounds, Pad's fill value, BatchNormalization's parameters, Dropout's ratio and
-/// training flag, Trilu's k, CumSum's and CumProd's axis). An operand computed at run time there makes the node refused (or its output shape
-/// unknown).
+/// tf_crop_and_resize) or are baked into the generated code (Clip's bounds, Pad's fill value,
+/// BatchNormalization's parameters, Dropout's ratio and training flag, Trilu's k, CumSum's and
+/// CumProd's axis). An operand computed at run time there makes the node refused (or its
+/// output shape unknown).
 pub fn value_operands(op: &Op) -> &'static [usize] {
     match op {
         Op::Reshape(_)
@@ -177,11 +177,11 @@ pub fn value_operands(op: &Op) -> &'static [usize] {
         Op::Pad(_) => &[1, 2, 3],
         Op::Range(_) => &[0, 1, 2],
         Op::Clip(_) => &[1, 2],
+        Op::Trilu(_) => &[1],
         Op::Resize(o) if o.coordinate_transformation_mode == "tf_crop_and_resize" => &[1, 2, 3],
         Op::Resize(_) => &[2, 3],
         Op::Dropout(_) => &[1, 2],
         Op::BatchNormalization(_) => &[1, 2, 3, 4],
-        op if crate::lower::shape::trilu_attrs(op).is_some() => &[1],
         op if crate::lower::reduce::cum_attrs(op).is_some() => &[1],
         _ => &[],
     }
@@ -366,10 +366,10 @@ fn shape_offset_slices(g: &mut Graph) -> bool {
     changed
 }
 
-/// Sets the output types of the opaque ops the backend lowers (the legacy softmax, Trilu,
-/// CumSum, CumProd, Hardmax, LpNormalization, RMSNormalization, Selu, Celu, ThresholdedRelu
-/// and the bitwise ops their input's type, IsInf its input's shape as bool, CastLike its first input's shape and its second input's dtype); true
-/// when one changed.
+/// Sets the output types of the opaque ops the backend lowers (the legacy softmax, CumSum,
+/// CumProd, Hardmax, LpNormalization, RMSNormalization, Selu, Celu, ThresholdedRelu and the
+/// bitwise ops their input's type, IsInf its input's shape as bool, CastLike its first input's
+/// shape and its second input's dtype); true when one changed.
 fn retype_opaque(g: &mut Graph) -> bool {
     let mut retyped = false;
     for id in g.node_ids() {
@@ -382,7 +382,6 @@ fn retype_opaque(g: &mut Graph) -> bool {
         let (softmax, cast_like) = (
             crate::lower::softmax_legacy(op)
                 || (crate::lower::elementwise::opaque_elementwise(op).is_some() && !is_inf)
-                || crate::lower::shape::trilu_attrs(op).is_some()
                 || crate::lower::reduce::cum_attrs(op).is_some()
                 || crate::lower::reduce::line_op(op).is_some()
                 || crate::lower::norm::rms_attrs(op).is_some(),

@@ -168,3 +168,76 @@ fn f64_matmul_broadcasts_batches() {
         }
     }
 }
+
+/// A Relu or Clip fused into the product keeps NaN (ONNX: `max(NaN, 0)` is NaN) and clamps
+/// everything else; hand-checked values.
+#[test]
+fn fused_activations_keep_nan_and_clamp() {
+    for (act, want) in [
+        (
+            Op::Relu(ops::Relu {}),
+            [f32::NAN, 0.0, 2.5, 0.0, 7.0, 0.0, 0.0, 1.0],
+        ),
+        (
+            Op::Clip(ops::Clip {}),
+            [f32::NAN, -1.0, 2.5, -0.5, 6.0, -1.0, 0.0, 1.0],
+        ),
+    ] {
+        let mut g = G::new();
+        let x = g.input("x", DType::F32, &[1, 8]);
+        // Identity weights: the product passes x through, the activation does the rest.
+        let mut eye = vec![0f32; 64];
+        for i in 0..8 {
+            eye[i * 8 + i] = 1.0;
+        }
+        let w = g.cf32(&[8, 8], &eye);
+        // The NaN comes in through Gemm's C (through x it would reach every output: NaN * 0).
+        let mut c = vec![0f32; 8];
+        c[0] = f32::NAN;
+        let c = g.cf32(&[8], &c);
+        let y = g.node(
+            Op::Gemm(ops::Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: false,
+            }),
+            &[x, w, c],
+        );
+        let z = if matches!(act, Op::Clip(_)) {
+            let lo = g.cf32(&[], &[-1.0]);
+            let hi = g.cf32(&[], &[6.0]);
+            g.node(act, &[y, lo, hi])
+        } else {
+            g.node(act, &[y])
+        };
+        let gr = g.finish(&[z]);
+        let x = t32(&[1, 8], &[4.0, -3.0, 2.5, -0.5, 7.0, -9.0, 0.0, 1.0]);
+        let got = f32s(&run(&gr, &[x])[0]);
+        assert!(
+            got[0].is_nan(),
+            "NaN must survive the fused activation: {got:?}"
+        );
+        assert_eq!(&got[1..], &want[1..]);
+    }
+}
+
+/// Equal columns stay bitwise equal: every block of a product sums in the same order
+/// (constant-filled weights, as in the ONNX light models, make all 1,000 logits tie).
+#[test]
+fn equal_columns_give_bitwise_equal_outputs() {
+    for (k, n) in [(2048usize, 1000usize), (96, 37), (512, 10)] {
+        let mut g = G::new();
+        let x = g.input("x", DType::F32, &[1, k]);
+        let w = g.cf32(&[k, n], &vec![0.02; k * n]);
+        let y = g.node(Op::MatMul(ops::MatMul {}), &[x, w]);
+        let gr = g.finish(&[y]);
+        let xs = rand(k, 7, -1.0, 1.0);
+        let got = f32s(&run(&gr, &[t32(&[1, k], &xs)])[0]);
+        assert!(
+            got.iter().all(|v| v.to_bits() == got[0].to_bits()),
+            "k={k} n={n}: {:?}",
+            &got[got.len().saturating_sub(10)..]
+        );
+    }
+}

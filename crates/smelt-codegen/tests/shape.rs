@@ -405,3 +405,31 @@ fn run_time_pad_value_and_range_bounds() {
         ])
         .is_err());
 }
+
+/// Trilu on a batch of two 3x4 matrices (values 1..=24), hand-checked triangles.
+#[test]
+fn trilu_keeps_a_triangle_from_diagonal_k() {
+    let x: Vec<f32> = (1..=24).map(|v| v as f32).collect();
+    let run_trilu = |upper: i64, k: i64| -> Vec<f32> {
+        let mut b = G::new();
+        let xi = b.input("x", DType::F32, &[2, 3, 4]);
+        let ki = b.ci64(&[k]);
+        let y = b.node(Op::Trilu(ops::Trilu { upper }), &[xi, ki]);
+        let g = b.finish(&[y]);
+        f32s(&run(&g, &[t32(&[2, 3, 4], &x)])[0])
+    };
+    // Upper, k = 1: keep j - i >= 1.
+    #[rustfmt::skip]
+    let want_upper = [
+        0., 2., 3., 4.,   0., 0., 7., 8.,   0., 0., 0., 12.,
+        0., 14., 15., 16., 0., 0., 19., 20., 0., 0., 0., 24.,
+    ];
+    assert_eq!(run_trilu(1, 1), want_upper);
+    // Lower, k = -1: keep j - i <= -1.
+    #[rustfmt::skip]
+    let want_lower = [
+        0., 0., 0., 0.,   5., 0., 0., 0.,   9., 10., 0., 0.,
+        0., 0., 0., 0.,   17., 0., 0., 0.,  21., 22., 0., 0.,
+    ];
+    assert_eq!(run_trilu(0, -1), want_lower);
+}

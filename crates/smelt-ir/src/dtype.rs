@@ -167,6 +167,42 @@ impl DType {
         }
     }
 
+    /// The value of an 8-bit float's code (`F8E4M3FN`, `F8E4M3FNUZ`, `F8E5M2`, `F8E5M2FNUZ`),
+    /// per ONNX's float8 definitions: E4M3FN has no infinities (S.1111.111 is NaN, 448 the
+    /// largest), E5M2 is IEEE-like (infinities and NaNs at exponent 31), the FNUZ forms have a
+    /// bias one larger, no infinities, no negative zero, and 0x80 as their only NaN. `None`
+    /// for other dtypes.
+    pub fn f8_value(self, code: u8) -> Option<f64> {
+        let (e_bits, m_bits, bias, fnuz) = match self {
+            DType::F8E4M3FN => (4, 3, 7, false),
+            DType::F8E4M3FNUZ => (4, 3, 8, true),
+            DType::F8E5M2 => (5, 2, 15, false),
+            DType::F8E5M2FNUZ => (5, 2, 16, true),
+            _ => return None,
+        };
+        if fnuz && code == 0x80 {
+            return Some(f64::NAN);
+        }
+        let neg = code & 0x80 != 0;
+        let e = i32::from((code >> m_bits) & ((1 << e_bits) - 1));
+        let m = i32::from(code & ((1 << m_bits) - 1));
+        let e_max = (1 << e_bits) - 1;
+        let mag = if self == DType::F8E4M3FN && e == e_max && m == (1 << m_bits) - 1 {
+            f64::NAN
+        } else if self == DType::F8E5M2 && e == e_max {
+            if m == 0 {
+                f64::INFINITY
+            } else {
+                f64::NAN
+            }
+        } else if e == 0 {
+            f64::from(m) * 2f64.powi(1 - bias - m_bits)
+        } else {
+            (1.0 + f64::from(m) / f64::from(1 << m_bits)) * 2f64.powi(e - bias)
+        };
+        Some(if neg { -mag } else { mag })
+    }
+
     /// Parses a name printed by [`DType::name`].
     pub fn from_name(s: &str) -> Option<DType> {
         ALL.iter().copied().find(|d| d.name() == s)
@@ -196,5 +232,26 @@ mod tests {
         for d in DType::all() {
             assert_eq!(DType::from_name(d.name()), Some(*d));
         }
+    }
+
+    #[test]
+    fn float8_codes_decode_per_onnx() {
+        // Largest finite values and NaN codes from ONNX's Float8 table.
+        assert_eq!(DType::F8E4M3FN.f8_value(0x7e), Some(448.0));
+        assert!(DType::F8E4M3FN.f8_value(0x7f).unwrap().is_nan());
+        assert_eq!(DType::F8E4M3FNUZ.f8_value(0x7f), Some(240.0));
+        assert!(DType::F8E4M3FNUZ.f8_value(0x80).unwrap().is_nan());
+        assert_eq!(DType::F8E5M2.f8_value(0x7b), Some(57344.0));
+        assert_eq!(DType::F8E5M2.f8_value(0x7c), Some(f64::INFINITY));
+        assert_eq!(DType::F8E5M2.f8_value(0xfc), Some(f64::NEG_INFINITY));
+        assert_eq!(DType::F8E5M2FNUZ.f8_value(0x7f), Some(57344.0));
+        // Smallest subnormals: 2^-9, 2^-10, 2^-16, 2^-17.
+        assert_eq!(DType::F8E4M3FN.f8_value(0x01), Some(2f64.powi(-9)));
+        assert_eq!(DType::F8E4M3FNUZ.f8_value(0x01), Some(2f64.powi(-10)));
+        assert_eq!(DType::F8E5M2.f8_value(0x01), Some(2f64.powi(-16)));
+        assert_eq!(DType::F8E5M2FNUZ.f8_value(0x01), Some(2f64.powi(-17)));
+        assert_eq!(DType::F8E4M3FN.f8_value(0x38), Some(1.0));
+        assert_eq!(DType::F8E4M3FN.f8_value(0xb8), Some(-1.0));
+        assert_eq!(DType::F32.f8_value(0), None);
     }
 }

@@ -1141,6 +1141,15 @@ fn infer_op(cx: &Cx, op: &Op, g: &Graph, id: NodeId) -> R<Vec<Type>> {
             };
             Ok(cx.pad(vec![tensor(Some(dt), shape)]))
         }
+        Op::Trilu(_) => {
+            let ty = cx.ty(0).cloned().ok_or("input 0 is missing")?;
+            if let Some(s) = cx.shape(0)? {
+                if s.len() < 2 {
+                    return Err(format!("Trilu needs rank 2 or more, got {}", s.len()));
+                }
+            }
+            Ok(cx.pad(vec![ty]))
+        }
         Op::Range(_) => {
             let dt = cx.dtype(0)?;
             let n = match (cx.floats(0), cx.floats(1), cx.floats(2)) {

@@ -203,7 +203,7 @@ impl Tensor {
     }
 
     /// Elements as `f64`, for any numeric dtype that has a lossless-enough widening
-    /// (ints, bool, f16, bf16, f32, f64). `None` for strings, complex and packed types.
+    /// (ints, bool, f8 (not e8m0), f16, bf16, f32, f64). `None` for strings, complex and packed types.
     pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
         let b = self.bytes()?;
         use DType::*;
@@ -223,6 +223,10 @@ impl Tensor {
             BF16 => b
                 .chunks_exact(2)
                 .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f64())
+                .collect(),
+            F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ => b
+                .iter()
+                .map(|c| self.dtype.f8_value(*c).unwrap_or(f64::NAN))
                 .collect(),
             _ => self.to_i64_vec()?.into_iter().map(|v| v as f64).collect(),
         })

@@ -104,7 +104,7 @@ pub fn node_flops(g: &Graph, id: NodeId) -> Option<u64> {
         | Sin(_) | Cos(_) | Not(_) | IsNaN(_) | LeakyRelu(_) | Elu(_) | HardSigmoid(_)
         | HardSwish(_) | Gelu(_) | Clip(_) | Cast(_) | Add(_) | Sub(_) | Mul(_) | Div(_)
         | Pow(_) | Mod(_) | PRelu(_) | Equal(_) | Less(_) | Greater(_) | LessOrEqual(_)
-        | GreaterOrEqual(_) | And(_) | Or(_) | Xor(_) | Where(_) => elems(g, out)?,
+        | GreaterOrEqual(_) | And(_) | Or(_) | Xor(_) | Where(_) | Trilu(_) => elems(g, out)?,
         Min(_) | Max(_) | Sum(_) | Mean(_) => {
             elems(g, out)?
                 * (ins.iter().flatten().count() as u64)

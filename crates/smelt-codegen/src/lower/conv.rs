@@ -16,7 +16,7 @@
 //! even and its odd columns, so that each tap reads four outputs' inputs with one contiguous
 //! load instead of two loads and a shuffle.
 
-use super::{axis, Ctx, NodeIo, R};
+use super::{axis, depthwise, im2col, winograd, Ctx, NodeIo, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use cranelift_frontend::Variable;
 use smelt_ir::{Graph, NodeId, Op};
@@ -302,6 +302,15 @@ pub(crate) fn scratch_bytes(g: &Graph, id: NodeId) -> u64 {
     let Ok(gm) = geom(g, id) else {
         return 0;
     };
+    if let Some(p) = winograd_plan(g, id, &gm) {
+        return p.scratch_bytes(&gm) as u64;
+    }
+    if const_weights(g, id) && im2col::applies(&gm) {
+        return im2col::scratch_bytes(&gm) as u64;
+    }
+    if const_weights(g, id) && depthwise::applies(&gm) {
+        return 0;
+    }
     let pad = padding(&gm)
         .map(|(hp, wp, slack)| (gm.c * hp * wp + slack) * 4)
         .unwrap_or(0);
@@ -403,9 +412,104 @@ fn pack_runtime(cx: &mut Ctx, io: &NodeIo, gm: &Geom, dst: Value) -> R<(Value, V
     Ok((dst, bdst))
 }
 
+/// The Winograd plan for this node, when its weights (and bias) are constants and the shape
+/// suits (see [`winograd::plan`]); the same answer for the memory plan and the lowering.
+fn winograd_plan(g: &Graph, id: NodeId, gm: &Geom) -> Option<winograd::WinogradPlan> {
+    const_weights(g, id).then(|| winograd::plan(gm)).flatten()
+}
+
+/// Whether the weights are an f32 constant and the bias one too or absent (the algorithms
+/// that transform or pack weights at compile time need them).
+fn const_weights(g: &Graph, id: NodeId) -> bool {
+    let ins = g.node_inputs(id);
+    let konst = |i: usize| {
+        ins.get(i).copied().flatten().map(|v| {
+            g.const_value(v)
+                .is_some_and(|t| t.dtype() == smelt_ir::DType::F32)
+        })
+    };
+    konst(1) == Some(true) && konst(2) != Some(false)
+}
+
 /// Lowers Conv.
 pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let orig = geom(io.g, io.id)?;
+    if let Some(p) = winograd_plan(io.g, io.id, &orig) {
+        let wt = io
+            .konst(1)
+            .and_then(|t| t.to_f32_vec())
+            .ok_or("Conv's weight must be an f32 constant")?;
+        let bias: Vec<f32> = match io.konst(2) {
+            Some(t) => t.to_f32_vec().ok_or("Conv's bias must be f32")?,
+            None => vec![0.0; orig.m],
+        };
+        if wt.len() != orig.m * orig.c * 9 || bias.len() != orig.m {
+            return Err("Conv's weight or bias does not fit its shape".into());
+        }
+        let u = winograd::transform_weights(&wt, &orig, &p);
+        let off = io
+            .scratch
+            .ok_or("Conv needs scratch space the plan did not give")?;
+        let w = winograd::WinogradConv {
+            gm: &orig,
+            plan: &p,
+            u: cx.add_f32s(&u),
+            bias: cx.add_f32s(&bias),
+            x: cx.addr(io.g, io.input(0)?)?,
+            y: cx.addr(io.g, io.output(0)?)?,
+            scratch: cx.offset(cx.arena(), off as i64),
+            act: io.act,
+        };
+        return winograd::lower(cx, &w);
+    }
+    if const_weights(io.g, io.id) && im2col::applies(&orig) {
+        let wt = io
+            .konst(1)
+            .and_then(|t| t.to_f32_vec())
+            .ok_or("Conv's weight must be an f32 constant")?;
+        let mut bias: Vec<f32> = match io.konst(2) {
+            Some(t) => t.to_f32_vec().ok_or("Conv's bias must be f32")?,
+            None => vec![0.0; orig.m],
+        };
+        let k = orig.c * orig.kh * orig.kw;
+        if wt.len() != orig.m * k || bias.len() != orig.m {
+            return Err("Conv's weight or bias does not fit its shape".into());
+        }
+        bias.resize(orig.m.div_ceil(4) * 4, 0.0);
+        let off = io
+            .scratch
+            .ok_or("Conv needs scratch space the plan did not give")?;
+        let c = im2col::Im2colConv {
+            w: cx.add_f32s(&im2col::pack_rows(&wt, orig.m, k)),
+            bias: cx.add_f32s(&bias),
+            x: cx.addr(io.g, io.input(0)?)?,
+            y: cx.addr(io.g, io.output(0)?)?,
+            scratch: cx.offset(cx.arena(), off as i64),
+            act: io.act,
+        };
+        return im2col::lower(cx, &orig, &c);
+    }
+    if const_weights(io.g, io.id) && depthwise::applies(&orig) {
+        let wt = io
+            .konst(1)
+            .and_then(|t| t.to_f32_vec())
+            .ok_or("Conv's weight must be an f32 constant")?;
+        let bias: Vec<f32> = match io.konst(2) {
+            Some(t) => t.to_f32_vec().ok_or("Conv's bias must be f32")?,
+            None => vec![0.0; orig.m],
+        };
+        if wt.len() != orig.m * orig.kh * orig.kw || bias.len() != orig.m {
+            return Err("Conv's weight or bias does not fit its shape".into());
+        }
+        let c = depthwise::DepthwiseConv {
+            w: cx.add_f32s(&wt),
+            bias: cx.add_f32s(&bias),
+            x: cx.addr(io.g, io.input(0)?)?,
+            y: cx.addr(io.g, io.output(0)?)?,
+            act: io.act,
+        };
+        return depthwise::lower(cx, &orig, &c);
+    }
     let relu = io.act;
     let mpg = orig.m / orig.group;
     let cpg = orig.c / orig.group;
@@ -752,7 +856,7 @@ fn wide(
 }
 
 /// Four input values at `p + off + lane * s * 4` bytes.
-fn load_strided(cx: &mut Ctx, p: Value, off: i64, s: usize) -> Value {
+pub(crate) fn load_strided(cx: &mut Ctx, p: Value, off: i64, s: usize) -> Value {
     if s == 1 {
         return cx.load(types::F32X4, p, off);
     }

@@ -51,9 +51,11 @@ pub(crate) fn check_arith(d: Option<DType>) -> R<()> {
 }
 
 fn cast_kind(d: DType) -> Option<u8> {
-    // 0: float, 1: signed int, 2: unsigned int, 3: bool
+    // 0: float, 1: signed int, 2: unsigned int, 3: bool, 4: half float (f16, bf16)
     Some(match d {
         DType::F32 | DType::F64 => 0,
+        DType::F16 | DType::BF16 => 4,
+        DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ => 4,
         DType::I8 | DType::I16 | DType::I32 | DType::I64 => 1,
         DType::U8 | DType::U16 | DType::U32 | DType::U64 => 2,
         DType::Bool => 3,
@@ -127,7 +129,17 @@ fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Valu
 /// from or to the packed sub-byte integers (int4, uint4, int2, uint2).
 pub(crate) fn cast_supported(from: DType, to: DType) -> bool {
     let ok = |d: DType| cast_kind(d).is_some() || packed(d).is_some();
-    (ok(from) || decoded(from).is_some()) && (ok(to) || (encoded(to) && cast_kind(from) == Some(0)))
+    (ok(from) || decoded(from).is_some()) && (ok(to) || (encoded(to) && cast_kind(from).is_some()))
+}
+
+/// Casts that run one element at a time ([`cast_packed`]): from or to the packed sub-byte
+/// integers, from f4e2m1/f8e8m0 and to f4e2m1 (the 8-bit floats go through `float8`).
+fn by_element(from: DType, to: DType) -> bool {
+    let table = |d: DType| !super::float8::is_f8(d);
+    packed(from).is_some()
+        || packed(to).is_some()
+        || (decoded(from).is_some() && table(from))
+        || (encoded(to) && table(to))
 }
 
 /// The 8- and 4-bit float formats the backend writes (from f32/f64): f8e4m3fn, f8e4m3fnuz,
@@ -141,6 +153,10 @@ pub(crate) fn encoded(d: DType) -> bool {
 /// included) become it; otherwise they become infinity (f8e5m2) or NaN. NaN gives the
 /// format's NaN code; the sign is kept (negative zero where the format has one).
 pub(crate) fn encode_small_float(cx: &mut Ctx, x: Value, d: DType, saturate: bool) -> R<Value> {
+    if super::float8::is_f8(d) {
+        let c = super::float8::encode(cx, x, d, saturate)?;
+        return Ok(cx.b.ins().uextend(types::I64, c));
+    }
     let (bits, table) = decoded(d).ok_or("not a small float format")?;
     let fnuz = matches!(d, DType::F8E4M3FNUZ | DType::F8E5M2FNUZ);
     let sign_bit = 1i64 << (bits - 1);
@@ -309,6 +325,11 @@ pub(crate) fn packed(d: DType) -> Option<(u32, bool)> {
 /// Element `i` (an i64 index) of a tensor at `p`: a packed element sign- or zero-extended to
 /// i64 (its dtype is then I64), any other element as loaded.
 pub(crate) fn load_elem(cx: &mut Ctx, p: Value, i: Value, d: DType) -> R<(Value, DType)> {
+    if super::float8::is_f8(d) {
+        // The code as loaded: [`cast`] decodes the 8-bit floats.
+        let a = cx.b.ins().iadd(p, i);
+        return Ok((cx.load(types::I8, a, 0), d));
+    }
     if let Some((bits, table)) = decoded(d) {
         // The code (a byte, or a packed nibble), then its value from the table.
         let code = if bits == 8 {
@@ -392,9 +413,10 @@ fn cast_packed(cx: &mut Ctx, io: &NodeIo, x: &Operand, out: &Operand, saturate: 
     };
     write_packed(cx, yp, n, bits, &move |cx, i| {
         let (v, d) = load_elem(cx, xp, i, from)?;
-        if d.is_float() {
+        if matches!(d, DType::F32 | DType::F64) {
             Ok(cx.b.ins().fcvt_to_sint_sat(types::I64, v))
         } else {
+            // Integers, and f16/bf16/8-bit floats (converted through f32 by `cast`).
             cast(cx, v, d, DType::I64)
         }
     })
@@ -990,17 +1012,12 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             Ok(cx.b.ins().fcmp(FloatCC::Unordered, a[0], a[0]))
         }),
         Op::Not(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().bxor_imm_s(a[0], 1))),
-        Op::Cast(c)
-            if packed(dt).is_some()
-                || packed(c.to).is_some()
-                || decoded(dt).is_some()
-                || encoded(c.to) =>
-        {
-            cast_packed(cx, io, &x, &out, c.saturate != 0)
-        }
+        Op::Cast(c) if by_element(dt, c.to) => cast_packed(cx, io, &x, &out, c.saturate != 0),
         Op::Cast(c) => {
-            let (from, to) = (dt, c.to);
-            un(cx, &move |cx, _, a| cast(cx, a[0], from, to))
+            let (from, to, sat) = (dt, c.to, c.saturate != 0);
+            un(cx, &move |cx, _, a| {
+                cast_saturating(cx, a[0], from, to, sat)
+            })
         }
         Op::Identity(_) | Op::Dropout(_) => un(cx, &|_, _, a| Ok(a[0])),
         Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => {
@@ -1264,6 +1281,60 @@ fn arith(cx: &mut Ctx, op: &Op, a: Value, b: Value, float: bool, signed: bool) -
 
 /// ONNX Cast between the supported dtypes (float → int truncates and saturates; NaN → 0).
 pub(crate) fn cast(cx: &mut Ctx, v: Value, from: DType, to: DType) -> R<Value> {
+    cast_saturating(cx, v, from, to, true)
+}
+
+/// [`cast`] with ONNX's `saturate` for 8-bit float targets (overflow to the largest finite
+/// value, or else to infinity/NaN).
+pub(crate) fn cast_saturating(
+    cx: &mut Ctx,
+    v: Value,
+    from: DType,
+    to: DType,
+    saturate: bool,
+) -> R<Value> {
+    if from == to {
+        return Ok(v);
+    }
+    // 8-bit floats go through f32 (which holds every f8 value exactly).
+    if super::float8::is_f8(from) {
+        let f = super::float8::decode(cx, v, from)?;
+        return cast_saturating(cx, f, DType::F32, to, saturate);
+    }
+    if super::float8::is_f8(to) {
+        let f = if from == DType::F32 {
+            v
+        } else if from == DType::F64 {
+            cx.b.ins().fdemote(types::F32, v)
+        } else {
+            cast(cx, v, from, DType::F32)?
+        };
+        return super::float8::encode(cx, f, to, saturate);
+    }
+    // Half floats go through f32: f16 and bf16 are exactly representable in it, and f32 →
+    // half rounds once (to nearest even), as ONNX's reference does.
+    if matches!(from, DType::F16 | DType::BF16) {
+        let f = if from == DType::F16 {
+            super::half::f16_to_f32(cx, v)
+        } else {
+            super::half::bf16_to_f32(cx, v)
+        };
+        return cast(cx, f, DType::F32, to);
+    }
+    if matches!(to, DType::F16 | DType::BF16) {
+        let f = if from == DType::F64 {
+            // One rounding (f64 → half) would need its own routine; through f32 the double
+            // rounding differs only in ties created by the first rounding.
+            cx.b.ins().fdemote(types::F32, v)
+        } else {
+            cast(cx, v, from, DType::F32)?
+        };
+        return Ok(if to == DType::F16 {
+            super::half::f32_to_f16(cx, f)
+        } else {
+            super::half::f32_to_bf16(cx, f)
+        });
+    }
     let fk = cast_kind(from).ok_or("unsupported cast source")?;
     let tk = cast_kind(to).ok_or("unsupported cast target")?;
     let tty = clif_ty(to).ok_or("unsupported cast target")?;
@@ -1333,17 +1404,17 @@ pub(crate) fn cast_like(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let x = io.input(0)?.clone();
     let out = io.output(0)?.clone();
     let (from, to) = (x.dtype, out.dtype);
-    if packed(from).is_some() || packed(to).is_some() || decoded(from).is_some() || encoded(to) {
-        let saturate = match io.op() {
-            Op::Opaque(o) => !o
-                .attrs
-                .iter()
-                .any(|(n, v)| n == "saturate" && matches!(v, smelt_ir::Attr::Int(0))),
-            _ => true,
-        };
-        return cast_packed(cx, io, &x, &out, saturate);
+    let sat = match io.op() {
+        Op::Opaque(o) => !o
+            .attrs
+            .iter()
+            .any(|(n, v)| n == "saturate" && matches!(v, smelt_ir::Attr::Int(0))),
+        _ => true,
+    };
+    if by_element(from, to) {
+        return cast_packed(cx, io, &x, &out, sat);
     }
     map(cx, io, &out, &[&x], &move |cx, _, a| {
-        cast(cx, a[0], from, to)
+        cast_saturating(cx, a[0], from, to, sat)
     })
 }

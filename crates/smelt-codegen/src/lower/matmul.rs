@@ -48,6 +48,10 @@ pub(crate) struct Gemm {
     pub k: usize,
     /// A's first element and its (row, col) strides in elements.
     pub a: (Value, i64, i64),
+    /// A is packed in blocks of 4 rows, `[M/4][K][4]` (zero-padded rows), so the kernel
+    /// streams it linearly; `a`'s strides are then unused. For constant A (Winograd's
+    /// transformed weights), whose strided rows the hardware prefetcher follows poorly.
+    pub a_panel: bool,
     pub b: BSrc,
     /// C's first element and its row stride in elements (columns contiguous).
     pub c: (Value, i64),
@@ -114,11 +118,29 @@ fn panels_for(mr: usize) -> usize {
 fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -> R<()> {
     let nv = cols.div_ceil(4);
     let zero = cx.fconst(super::Lanes::Four, 0.0);
-    let accs: Vec<Variable> = (0..mr * nv).map(|_| cx.var(types::F32X4, zero)).collect();
+    // Narrow products (a batch-1 classifier's last layer: one row, a few columns) have too
+    // few accumulators to hide the FMA latency over a long K; they keep `sets` independent
+    // sets, one per unrolled step, summed at the end.
+    // Only when this block is the whole product: another summation order in some blocks
+    // than in others would give equal columns (models with constant-filled weights, ties
+    // that a later Softmax or ArgMax resolves) unequal roundings.
+    let sets = if gm.k >= 8 && mr == gm.m && cols == gm.n {
+        (12 / (mr * nv)).clamp(1, 4)
+    } else {
+        1
+    };
+    let accs: Vec<Variable> = (0..sets * mr * nv)
+        .map(|_| cx.var(types::F32X4, zero))
+        .collect();
     let (a_ptr, a_rs, a_cs) = gm.a;
     // Row pointers of A for this block.
+    let (a_blk, a_step, a_r) = if gm.a_panel {
+        (gm.k as i64 * 4, 16, 4)
+    } else {
+        (a_rs * 4, a_cs * 4, a_rs * 4)
+    };
     let a_row = {
-        let off = cx.b.ins().imul_imm_s(i0, a_rs * 4);
+        let off = cx.b.ins().imul_imm_s(i0, a_blk);
         cx.b.ins().iadd(a_ptr, off)
     };
     let j0 = cx.b.ins().imul_imm_s(p, NR as i64);
@@ -129,40 +151,74 @@ fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -
         }
         BSrc::Strided { ptr, ns, .. } => cx.index(ptr, j0, ns * 4),
     };
-    let k = gm.k;
-    cx.for_n(k, |cx, kk| {
-        let mut bv = vec![];
-        match gm.b {
-            BSrc::Packed(_) => {
-                let bp = cx.index(b_base, kk, (NR * 4) as i64);
-                for h in 0..nv {
+    // One step of K at `kk + u` (u static): loads of B and A, mr × nv FMAs.
+    let step = |cx: &mut Ctx, kk: Value, u: usize| -> R<()> {
+        // Vector h of B at this step: a load, emitted where it is wanted.
+        let bp = match gm.b {
+            BSrc::Packed(_) => cx.index(b_base, kk, (NR * 4) as i64),
+            BSrc::Strided { ks, .. } => cx.index(b_base, kk, ks * 4),
+        };
+        let load_b = |cx: &mut Ctx, h: usize| -> Value {
+            match gm.b {
+                BSrc::Packed(_) => {
                     // Vector h: panel h / 2 (K x 8 floats further per panel), half h % 2.
-                    let off = ((h / 2) * gm.k * NR * 4 + (h % 2) * 16) as i64;
-                    bv.push(cx.load(types::F32X4, bp, off));
+                    let off = ((h / 2) * gm.k * NR * 4 + (h % 2) * 16 + u * NR * 4) as i64;
+                    cx.load(types::F32X4, bp, off)
                 }
-            }
-            BSrc::Strided { ks, ns, .. } => {
-                let bp = cx.index(b_base, kk, ks * 4);
-                for h in 0..nv {
+                BSrc::Strided { ks, ns, .. } => {
                     let valid = cols.saturating_sub(h * 4).min(4);
-                    let hp = cx.offset(bp, h as i64 * 4 * ns * 4);
-                    bv.push(load_lanes(cx, hp, ns, valid));
+                    let hp = cx.offset(bp, h as i64 * 4 * ns * 4 + u as i64 * ks * 4);
+                    load_lanes(cx, hp, ns, valid)
                 }
             }
+        };
+        let ap = cx.index(a_row, kk, a_step);
+        let set = (u % sets) * mr * nv;
+        if mr == 1 {
+            // One row (batch-1 GEMV): each B vector feeds one FMA, so it is loaded right
+            // before it (a memory operand of the FMA) instead of all up front, which would
+            // hold nv + nv accumulators + 1 registers and spill.
+            let a = cx.load(types::F32, ap, u as i64 * a_step);
+            let a = cx.b.ins().splat(types::F32X4, a);
+            for h in 0..nv {
+                let b = load_b(cx, h);
+                let var = accs[set + h];
+                let acc = cx.b.use_var(var);
+                // B first: x86's FMA overwrites its first factor, and B dies here while the
+                // broadcast A lives on (no register copy per FMA).
+                let s = cx.fma(b, a, acc);
+                cx.b.def_var(var, s);
+            }
+            return Ok(());
         }
-        let ap = cx.index(a_row, kk, a_cs * 4);
+        let bv: Vec<Value> = (0..nv).map(|h| load_b(cx, h)).collect();
         for r in 0..mr {
-            let a = cx.load(types::F32, ap, r as i64 * a_rs * 4);
+            let a = cx.load(types::F32, ap, r as i64 * a_r + u as i64 * a_step);
             let a = cx.b.ins().splat(types::F32X4, a);
             for (h, b) in bv.iter().enumerate() {
-                let var = accs[r * nv + h];
+                let var = accs[set + r * nv + h];
                 let acc = cx.b.use_var(var);
                 let s = cx.fma(a, *b, acc);
                 cx.b.def_var(var, s);
             }
         }
         Ok(())
+    };
+    // K unrolled by four: the loop's counter, compare, branch and the accumulators' moves
+    // at the back edge are paid once per four steps.
+    let k = gm.k;
+    let unroll = if k >= 8 { 4 } else { 1 };
+    cx.for_n(k / unroll, |cx, q| {
+        let kk = cx.b.ins().imul_imm_s(q, unroll as i64);
+        for u in 0..unroll {
+            step(cx, kk, u)?;
+        }
+        Ok(())
     })?;
+    for kt in (k / unroll) * unroll..k {
+        let kk = cx.iconst(kt as i64);
+        step(cx, kk, 0)?;
+    }
     // Epilogue and store.
     let (c_ptr, c_rs) = gm.c;
     let c_row = {
@@ -174,6 +230,10 @@ fn block(cx: &mut Ctx, gm: &Gemm, mr: usize, cols: usize, i0: Value, p: Value) -
         for h in 0..nv {
             let valid = cols.saturating_sub(h * 4).min(4);
             let mut v = cx.b.use_var(accs[r * nv + h]);
+            for set in 1..sets {
+                let o = cx.b.use_var(accs[set * mr * nv + r * nv + h]);
+                v = cx.b.ins().fadd(v, o);
+            }
             if gm.epi.alpha != 1.0 {
                 let al = cx.fconst(super::Lanes::Four, gm.epi.alpha);
                 v = cx.b.ins().fmul(v, al);
@@ -296,6 +356,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     n,
                     k,
                     a: (a_ptr, a_st.0, a_st.1),
+                    a_panel: false,
                     b: bsrc,
                     c: (c_ptr, n as i64),
                     epi: Epilogue {
@@ -394,6 +455,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                             n,
                             k,
                             a: (p[0], k as i64, 1),
+                            a_panel: false,
                             b,
                             c: (p[2], n as i64),
                             epi: Epilogue {

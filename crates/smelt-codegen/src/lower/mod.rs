@@ -15,7 +15,11 @@
 pub(crate) mod control;
 pub(crate) mod conv;
 pub(crate) mod conv_transpose;
+pub(crate) mod depthwise;
 pub(crate) mod elementwise;
+pub(crate) mod float8;
+pub(crate) mod half;
+pub(crate) mod im2col;
 pub(crate) mod linalg64;
 pub(crate) mod math;
 pub(crate) mod matmul;
@@ -27,6 +31,8 @@ pub(crate) mod resize;
 pub(crate) mod rnn;
 pub(crate) mod shape;
 pub(crate) mod softmax;
+pub(crate) mod trilu;
+pub(crate) mod winograd;
 
 use crate::error::{CodegenError, Unsupported};
 use crate::plan::{MemoryPlan, NodeKind, Place};
@@ -74,6 +80,10 @@ pub(crate) fn clif_ty(d: DType) -> Option<Type> {
         DType::I64 | DType::U64 => types::I64,
         DType::I32 | DType::U32 => types::I32,
         DType::I16 | DType::U16 => types::I16,
+        // Half floats are carried as their bit patterns: data movement copies them, Cast
+        // converts them (lower/half.rs); arithmetic checks list its dtypes and excludes them.
+        DType::F16 | DType::BF16 => types::I16,
+        DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ => types::I8,
         DType::I8 | DType::U8 | DType::Bool => types::I8,
         _ => return None,
     })
@@ -107,11 +117,11 @@ pub(crate) fn apply_act(cx: &mut Ctx, v: Value, act: Act) -> Value {
     let mut v = v;
     if lo.is_finite() {
         let l = cx.fconst(Lanes::Four, lo);
-        v = cx.b.ins().fmax(v, l);
+        v = cx.clamp_below(v, l);
     }
     if hi.is_finite() {
         let h = cx.fconst(Lanes::Four, hi);
-        v = cx.b.ins().fmin(v, h);
+        v = cx.clamp_above(v, h);
     }
     v
 }
@@ -276,6 +286,28 @@ impl<'a> Ctx<'a> {
             self.b.ins().fadd(m, c)
         }
     }
+    /// `max(v, lo)` lane-wise (f32 or f32x4), NaN in `v` kept (ONNX Relu/Clip): `v < lo ? lo : v`.
+    /// Written as the compare-and-select that x64 lowers to one `maxps`; Cranelift's `fmax`
+    /// is IEEE `maximum` (NaN from either side, -0 < +0), about seven instructions.
+    pub fn clamp_below(&mut self, v: Value, lo: Value) -> Value {
+        let c = self.b.ins().fcmp(FloatCC::LessThan, v, lo);
+        self.pick(c, lo, v)
+    }
+    /// `min(v, hi)` lane-wise (f32 or f32x4), NaN in `v` kept: `hi < v ? hi : v` (one `minps`).
+    pub fn clamp_above(&mut self, v: Value, hi: Value) -> Value {
+        let c = self.b.ins().fcmp(FloatCC::LessThan, hi, v);
+        self.pick(c, hi, v)
+    }
+    /// `c ? a : b` for a comparison result `c` of scalar or vector floats.
+    fn pick(&mut self, c: Value, a: Value, b: Value) -> Value {
+        let ty = self.b.func.dfg.value_type(a);
+        if ty.is_vector() {
+            let c = self.b.ins().bitcast(ty, bc(), c);
+            self.b.ins().bitselect(c, a, b)
+        } else {
+            self.b.ins().select(c, a, b)
+        }
+    }
     /// Float comparison giving a lane mask usable by [`Ctx::select`].
     pub fn fcmp(&mut self, cc: FloatCC, a: Value, b: Value) -> Value {
         self.b.ins().fcmp(cc, a, b)
@@ -398,11 +430,14 @@ impl<'a> Ctx<'a> {
     }
     /// Appends f32 values to the weights object; returns the address of the first.
     pub fn add_f32s(&mut self, v: &[f32]) -> Value {
-        let mut bytes = Vec::with_capacity(v.len() * 4);
+        // Straight into the object (no intermediate byte vector: packed weights run to
+        // hundreds of megabytes for large models).
+        let off = self.blob.len().div_ceil(64) * 64;
+        self.blob.resize(off, 0);
+        self.blob.reserve(v.len() * 4);
         for x in v {
-            bytes.extend_from_slice(&x.to_le_bytes());
+            self.blob.extend_from_slice(&x.to_le_bytes());
         }
-        let off = self.add_weights(&bytes);
         self.offset(self.weights, off as i64)
     }
     /// The address of byte `off` of the weights object.
@@ -462,6 +497,28 @@ pub(crate) fn axis(a: i64, rank: usize) -> R<usize> {
     Ok(x as usize)
 }
 
+/// Whether `v` is computed from constants and tensor shapes only (`Shape`, `Size`, through
+/// the nodes binding folds): such an operand is a constant once the input shapes are bound
+/// (a dynamic-length export's causal-mask Slice, say), so `smelt check` on the unbound model
+/// must not call it a run-time value.
+fn from_shapes(g: &Graph, v: ValueId, depth: usize) -> bool {
+    if g.const_value(v).is_some() {
+        return true;
+    }
+    if depth > 64 {
+        return false;
+    }
+    let op = &g.node(v.node).op;
+    if matches!(op, Op::Shape(_) | Op::Size(_)) {
+        return true;
+    }
+    crate::fold::follows_values(op)
+        && g.node_inputs(v.node)
+            .into_iter()
+            .flatten()
+            .all(|x| from_shapes(g, x, depth + 1))
+}
+
 /// Why the backend cannot lower node `id` of a bound graph, if it cannot.
 pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
     let node = g.node(id);
@@ -488,7 +545,7 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
     };
     let const_in = |i: usize, what: &str| -> R<()> {
         match ins.get(i).copied().flatten() {
-            Some(v) if g.const_value(v).is_some() => Ok(()),
+            Some(v) if g.const_value(v).is_some() || from_shapes(g, v, 0) => Ok(()),
             Some(_) => Err(format!("{what} must be a constant")),
             None => Ok(()),
         }
@@ -661,6 +718,10 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             const_in(3, "Pad's axes")
         }
         Op::Shape(_) | Op::Size(_) | Op::ConstantOfShape(_) => Ok(()),
+        Op::Trilu(_) => {
+            any_in()?;
+            const_in(1, "Trilu's k")
+        }
         Op::Range(_) => {
             // Run-time bounds are checked against a static output extent at run time.
             if g.value_type(ValueId::new(id, 0)).static_dims().is_none() {
@@ -682,10 +743,6 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             rnn::check(g, id)
         }
         op @ Op::Opaque(_) if softmax::legacy(op).is_some() => f32_in(),
-        op @ Op::Opaque(_) if shape::trilu_attrs(op).is_some() => {
-            any_in()?;
-            const_in(1, "Trilu's k")
-        }
         op @ Op::Opaque(_) if reduce::line_op(op).is_some() => {
             let rank = ins
                 .first()
@@ -785,7 +842,6 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::Softmax(_) | Op::LogSoftmax(_) => softmax::lower(cx, io),
         op @ Op::Opaque(_) if softmax::legacy(op).is_some() => softmax::lower(cx, io),
         op @ Op::Opaque(_) if is_cast_like(op) => elementwise::cast_like(cx, io),
-        op @ Op::Opaque(_) if shape::trilu_attrs(op).is_some() => shape::trilu(cx, io),
         op @ Op::Opaque(_) if reduce::cum_attrs(op).is_some() => reduce::cumulative(cx, io),
         op @ Op::Opaque(_) if reduce::line_op(op).is_some() => reduce::lower_line_op(cx, io),
         op @ Op::Opaque(_) if norm::rms_attrs(op).is_some() => norm::lower_rms(cx, io),
@@ -798,6 +854,7 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::If(_) => control::lower_if(cx, io),
         Op::Loop(_) => control::lower_loop(cx, io),
         Op::TopK(t) => reduce::topk(cx, io, t.axis, t.largest != 0),
+        Op::Trilu(_) => trilu::lower(cx, io),
         Op::BatchNormalization(_)
         | Op::LayerNormalization(_)
         | Op::InstanceNormalization(_)

@@ -161,29 +161,113 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         plane,
         col_major: matches!(io.op(), Op::MaxPool(o) if o.storage_order != 0),
     };
+    // 1-D and 2-D f32 pools without Indices compute four outputs per vector where the whole
+    // window is inside the input (no clamping, no identity): the bulk of any image; borders
+    // (3-D pools, other dtypes, Indices) run one output at a time.
+    let flat = w.k[0] == 1 && w.out[0] == 1 && w.inp[0] == 1;
+    let [(oh_lo, oh_hi), (ow_lo, ow_hi)] = [interior(&w, 1), interior(&w, 2)];
+    let vec_cols = if flat && x.dtype == DType::F32 && ip.is_none() {
+        (ow_hi - ow_lo) / 4
+    } else {
+        0
+    };
     cx.for_n(planes, |cx, pl| {
         let xr = cx.index(xp, pl, plane as i64 * e);
         let yr = cx.index(yp, pl, out_plane as i64 * e);
         cx.for_n(w.out[0], |cx, od| {
-            cx.for_n(w.out[1], |cx, oh| {
-                cx.for_n(w.out[2], |cx, ow| {
-                    let (v, idx) = window(cx, &w, xr, [od, oh, ow], &k, ip.map(|_| pl))?;
-                    let at = |cx: &mut Ctx, base: Value, e: i64| {
-                        let a = cx.index(base, od, (w.out[1] * w.out[2]) as i64 * e);
-                        let a = cx.index(a, oh, w.out[2] as i64 * e);
-                        cx.index(a, ow, e)
-                    };
-                    let a = at(cx, yr, e);
-                    cx.store(v, a, 0);
-                    if let (Some(ip), Some(idx)) = (ip, idx) {
-                        let ir = cx.index(ip, pl, out_plane as i64 * 8);
-                        let a = at(cx, ir, 8);
-                        cx.store(idx, a, 0);
-                    }
-                    Ok(())
+            let yd = cx.index(yr, od, (w.out[1] * w.out[2]) as i64 * e);
+            let id = ip.map(|ip| {
+                let ir = cx.index(ip, pl, out_plane as i64 * 8);
+                cx.index(ir, od, (w.out[1] * w.out[2] * 8) as i64)
+            });
+            let scalar = |cx: &mut Ctx, oh: Value, ow: Value| -> R<()> {
+                let (v, idx) = window(cx, &w, xr, [od, oh, ow], &k, ip.map(|_| pl))?;
+                let a = cx.index(yd, oh, w.out[2] as i64 * e);
+                let a = cx.index(a, ow, e);
+                cx.store(v, a, 0);
+                if let (Some(id), Some(idx)) = (id, idx) {
+                    let a = cx.index(id, oh, (w.out[2] * 8) as i64);
+                    let a = cx.index(a, ow, 8);
+                    cx.store(idx, a, 0);
+                }
+                Ok(())
+            };
+            let scalar_cols = |cx: &mut Ctx, oh: Value, lo: usize, hi: usize| -> R<()> {
+                cx.for_n(hi - lo, |cx, i| {
+                    let ow = cx.b.ins().iadd_imm_s(i, lo as i64);
+                    scalar(cx, oh, ow)
                 })
-            })
+            };
+            let rows = |cx: &mut Ctx, lo: usize, hi: usize, inner: bool| -> R<()> {
+                cx.for_n(hi - lo, |cx, i| {
+                    let oh = cx.b.ins().iadd_imm_s(i, lo as i64);
+                    if !inner || vec_cols == 0 {
+                        return scalar_cols(cx, oh, 0, w.out[2]);
+                    }
+                    scalar_cols(cx, oh, 0, ow_lo)?;
+                    cx.for_n(vec_cols, |cx, g| {
+                        let ow = cx.b.ins().imul_imm_s(g, 4);
+                        let ow = cx.b.ins().iadd_imm_s(ow, ow_lo as i64);
+                        let v = window4(cx, &w, xr, oh, ow, max)?;
+                        let a = cx.index(yd, oh, (w.out[2] * 4) as i64);
+                        let a = cx.index(a, ow, 4);
+                        cx.store(v, a, 0);
+                        Ok(())
+                    })?;
+                    scalar_cols(cx, oh, ow_lo + vec_cols * 4, w.out[2])
+                })
+            };
+            rows(cx, 0, oh_lo, false)?;
+            rows(cx, oh_lo, oh_hi, true)?;
+            rows(cx, oh_hi, w.out[1], false)
         })
+    })
+}
+
+/// Outputs `[lo, hi)` along axis `a` whose whole window is inside the input.
+fn interior(w: &Win, a: usize) -> (usize, usize) {
+    let span = (w.k[a] - 1) * w.d[a];
+    let lo = w.pb[a].div_ceil(w.s[a]).min(w.out[a]);
+    // o * s - pb + span <= inp - 1
+    let hi = if w.inp[a] + w.pb[a] > span {
+        ((w.inp[a] + w.pb[a] - span - 1) / w.s[a] + 1).min(w.out[a])
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// Four adjacent outputs `(oh, ow..ow+4)` of a 1-D or 2-D window lying inside the input
+/// (axes 1 and 2 of [`Win`]).
+fn window4(cx: &mut Ctx, w: &Win, xr: Value, oh: Value, ow: Value, max: bool) -> R<Value> {
+    let mut acc: Option<Value> = None;
+    let ih0 = {
+        let v = cx.b.ins().imul_imm_s(oh, w.s[1] as i64);
+        cx.b.ins().iadd_imm_s(v, -(w.pb[1] as i64))
+    };
+    let iw0 = {
+        let v = cx.b.ins().imul_imm_s(ow, w.s[2] as i64);
+        cx.b.ins().iadd_imm_s(v, -(w.pb[2] as i64))
+    };
+    let base = cx.index(xr, ih0, (w.inp[2] * 4) as i64);
+    let base = cx.index(base, iw0, 4);
+    for kh in 0..w.k[1] {
+        for kw in 0..w.k[2] {
+            let off = ((kh * w.d[1] * w.inp[2] + kw * w.d[2]) * 4) as i64;
+            let v = super::conv::load_strided(cx, base, off, w.s[2]);
+            acc = Some(match acc {
+                None => v,
+                Some(a) if max => cx.b.ins().fmax(a, v),
+                Some(a) => cx.b.ins().fadd(a, v),
+            });
+        }
+    }
+    let acc = acc.ok_or("empty pooling window")?;
+    Ok(if max {
+        acc
+    } else {
+        let n = cx.fconst(Lanes::Four, (w.k[1] * w.k[2]) as f32);
+        cx.b.ins().fdiv(acc, n)
     })
 }
 

@@ -458,6 +458,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     n: gn * h,
                     k: i_n,
                     a: (xt, x_rs / 4, 1),
+                    a_panel: false,
                     b: wsrc,
                     c: (gx, (gn * h) as i64),
                     epi: Epilogue {
@@ -474,6 +475,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     n: rcols,
                     k: h,
                     a: (hs, h as i64, 1),
+                    a_panel: false,
                     b: rsrc,
                     c: (gx, (gn * h) as i64),
                     epi: Epilogue {
@@ -636,6 +638,7 @@ fn gru_step(
             n: h,
             k: h,
             a: (a_src, h as i64, 1),
+            a_panel: false,
             b: rhsrc,
             c: (gh, h as i64),
             epi: Epilogue {

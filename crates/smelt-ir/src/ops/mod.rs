@@ -426,6 +426,9 @@ define_ops! {
     ConstantOfShape "ConstantOfShape" { value: Option<Tensor> = None => "value" }
     /// `start, start + delta, …` below `limit`.
     Range "Range" {}
+    /// The upper (or lower) triangle of the last two dims, from diagonal `k` (input 1, default
+    /// 0) on; the rest zero. Exporters build causal attention masks with it.
+    Trilu "Trilu" { upper: i64 = 1 => "upper" }
     /// Resize (nearest, linear, cubic); inputs X, roi?, scales?, sizes?.
     Resize "Resize" {
         antialias: i64 = 0 => "antialias",

@@ -29,6 +29,7 @@ pub fn min_opset(op: &Op) -> i64 {
         Op::ReduceLogSumExp(r) if r.noop_with_empty_axes != 0 => 18,
         Op::ReduceSum(r) if r.noop_with_empty_axes != 0 => 13,
         Op::Reshape(r) if r.allowzero != 0 => 14,
+        Op::Trilu(_) => 14,
         Op::Cast(c) if c.saturate != 1 => 19,
         Op::LSTM(l) if l.layout != 0 => 14,
         Op::GRU(l) if l.layout != 0 => 14,

@@ -98,7 +98,7 @@ pub fn can_eval(op: &Op) -> bool {
         | ArgMin(_) => true,
         Flatten(_) | Reshape(_) | Squeeze(_) | Unsqueeze(_) | Transpose(_) | Concat(_)
         | Split(_) | Slice(_) | Gather(_) | Expand(_) | Tile(_) | Shape(_) | Size(_)
-        | ConstantOfShape(_) | Range(_) => true,
+        | ConstantOfShape(_) | Range(_) | Trilu(_) => true,
         QuantizeLinear(_) | DequantizeLinear(_) => true,
     }
 }
@@ -142,6 +142,13 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> R<Vec<T
         }
         Min(_) | Max(_) | Sum(_) | Mean(_) => one(elementwise::variadic(op, &args)),
         Where(_) => one(movement::where_(args.req(0)?, args.req(1)?, args.req(2)?)),
+        Trilu(t) => {
+            let k = args
+                .opt_ints(1)?
+                .and_then(|v| v.first().copied())
+                .unwrap_or(0);
+            one(movement::trilu(args.req(0)?, k, t.upper != 0))
+        }
         Softmax(s) => one(reduce::softmax(args.req(0)?, s.axis, false)),
         LogSoftmax(s) => one(reduce::softmax(args.req(0)?, s.axis, true)),
         MatMul(_) => one(linalg::matmul(args.req(0)?, args.req(1)?)),

@@ -349,6 +349,31 @@ pub(crate) fn tile(x: &Tensor, reps: &[i64]) -> R<Tensor> {
     take(x, out, idx)
 }
 
+/// Trilu: the upper (`j - i >= k`) or lower (`j - i <= k`) triangle of the last two dims,
+/// zero elsewhere; any dtype of whole bytes (zero bytes are 0, 0.0 and false).
+pub(crate) fn trilu(x: &Tensor, k: i64, upper: bool) -> R<Tensor> {
+    let d = x.dims();
+    if d.len() < 2 {
+        return unsupported("Trilu of rank below 2");
+    }
+    let (r, c) = (d[d.len() - 2], d[d.len() - 1]);
+    let bits = x.dtype().bits();
+    let Some(bytes) = x.bytes().filter(|_| bits >= 8 && bits.is_multiple_of(8)) else {
+        return unsupported(format!("Trilu of {}", x.dtype()));
+    };
+    let esz = bits / 8;
+    let mut out = bytes.to_vec();
+    for (idx, e) in out.chunks_mut(esz).enumerate() {
+        let j = (idx % c.max(1)) as i64;
+        let i = ((idx / c.max(1)) % r.max(1)) as i64;
+        let keep = if upper { j - i >= k } else { j - i <= k };
+        if !keep {
+            e.fill(0);
+        }
+    }
+    Tensor::from_bytes(x.dtype(), d.to_vec(), out).map_err(terr)
+}
+
 pub(crate) fn where_(c: &Tensor, x: &Tensor, y: &Tensor) -> R<Tensor> {
     let out = broadcast_dims(&broadcast_dims(c.dims(), x.dims())?, y.dims())?;
     let ic = broadcast_index(c.dims(), &out);
