@@ -103,7 +103,7 @@ pub fn bind(g: &Graph, shapes: &[(String, Vec<usize>)]) -> Result<Graph, Codegen
     // become constants once the inputs are bound; each round may make more shapes static (a
     // loop guard bounds the rounds).
     for _ in 0..32 {
-        let retyped = retype_opaque(&mut g);
+        let retyped = retype_opaque(&mut g) | shape_offset_slices(&mut g);
         let folded = crate::fold::fold_shapes(&mut g);
         if !retyped && folded == 0 {
             break;
@@ -150,10 +150,10 @@ pub fn freeze_inputs(
 /// time: they fix the output's shape (a Reshape's, Expand's or ConstantOfShape's shape, Tile's
 /// repeats, Squeeze/Unsqueeze/reduction axes, Split's sizes, Slice's and Pad's bounds, Range's
 /// start, limit and delta, TopK's k, Resize's scales and sizes, and its roi for
-/// tf_crop_and_resize) or are baked into the generated
-/// code (Clip's bounds, Pad's fill value, BatchNormalization's parameters, Dropout's training
-/// flag). An operand computed at run time there makes the node refused (or its output shape
-/// unknown).
+/// tf_crop_and_resize) or are baked into the generated code (Clip's bounds, Pad's fill value,
+/// BatchNormalization's parameters, Dropout's ratio and training flag, Trilu's k, CumSum's and
+/// CumProd's axis). An operand computed at run time there makes the node refused (or its
+/// output shape unknown).
 pub fn value_operands(op: &Op) -> &'static [usize] {
     match op {
         Op::Reshape(_)
@@ -180,8 +180,9 @@ pub fn value_operands(op: &Op) -> &'static [usize] {
         Op::Trilu(_) => &[1],
         Op::Resize(o) if o.coordinate_transformation_mode == "tf_crop_and_resize" => &[1, 2, 3],
         Op::Resize(_) => &[2, 3],
-        Op::Dropout(_) => &[2],
+        Op::Dropout(_) => &[1, 2],
         Op::BatchNormalization(_) => &[1, 2, 3, 4],
+        op if crate::lower::reduce::cum_attrs(op).is_some() => &[1],
         _ => &[],
     }
 }
@@ -247,16 +248,146 @@ pub fn compile_time_inputs(g: &Graph, inputs: &[Tensor]) -> Vec<String> {
         .collect()
 }
 
-/// Sets the output types of the opaque ops the backend lowers; true when one changed.
+/// `v` as `base + offset` for a constant offset, through Identity, Squeeze, Unsqueeze,
+/// Reshape, integer Cast and Add/Sub of a one-element integer constant.
+fn base_plus_const(g: &Graph, v: ValueId) -> (ValueId, i64) {
+    let mut v = v;
+    let mut off = 0i64;
+    for _ in 0..16 {
+        if !g.contains_value(v) {
+            break;
+        }
+        let id = v.node;
+        let ins = g.node_inputs(id);
+        let arg = |i: usize| ins.get(i).copied().flatten();
+        let konst = |i: usize| {
+            arg(i)
+                .and_then(|c| g.const_value(c))
+                .filter(|t| t.len() == 1 && !t.dtype().is_float())
+                .and_then(|t| t.to_i64_vec())
+                .and_then(|x| x.first().copied())
+        };
+        let next = match &g.node(id).op {
+            Op::Identity(_) | Op::Squeeze(_) | Op::Unsqueeze(_) | Op::Reshape(_) => arg(0),
+            Op::Cast(c) if c.to.is_int() => arg(0),
+            Op::Add(_) => match (konst(0), konst(1)) {
+                (_, Some(c)) => {
+                    off += c;
+                    arg(0)
+                }
+                (Some(c), _) => {
+                    off += c;
+                    arg(1)
+                }
+                _ => None,
+            },
+            Op::Sub(_) => konst(1).and_then(|c| {
+                off -= c;
+                arg(0)
+            }),
+            _ => None,
+        };
+        match next {
+            Some(n) => v = n,
+            None => break,
+        }
+    }
+    (v, off)
+}
+
+/// Gives a static shape to a Slice whose one-element starts and ends come at run time from
+/// one value plus different constants (`end = start + 1` of a Loop body's iteration counter):
+/// the extent along the axis is `(end offset - start offset) / step`, rounded up. The lowering
+/// checks at run time that the clamped bounds give that extent (status 1 otherwise). Recurses
+/// into subgraphs; true when a type changed.
+fn shape_offset_slices(g: &mut Graph) -> bool {
+    let mut changed = false;
+    for id in g.node_ids() {
+        for sub in g.node_mut(id).op.subgraphs_mut() {
+            if shape_offset_slices(sub) {
+                changed = true;
+                let _ = infer::infer_graph(sub);
+            }
+        }
+        if !matches!(g.node(id).op, Op::Slice(_)) {
+            continue;
+        }
+        let out = ValueId::new(id, 0);
+        if !g.contains_value(out) || g.value_type(out).static_dims().is_some() {
+            continue;
+        }
+        let ins = g.node_inputs(id);
+        let arg = |i: usize| ins.get(i).copied().flatten();
+        let (Some(x), Some(st), Some(en)) = (arg(0), arg(1), arg(2)) else {
+            continue;
+        };
+        let Some(dims) = g.value_type(x).static_dims() else {
+            continue;
+        };
+        let one = |v: ValueId| {
+            g.value_type(v)
+                .static_dims()
+                .is_some_and(|d| d.iter().product::<usize>() == 1)
+        };
+        if !one(st) || !one(en) || g.const_value(st).is_some() {
+            continue;
+        }
+        let ints = |i: usize| arg(i).map(|v| g.const_value(v).and_then(|t| t.to_i64_vec()));
+        let axis = match ints(3) {
+            None => 0,
+            Some(Some(a)) if a.len() == 1 => a[0],
+            _ => continue,
+        };
+        let step = match ints(4) {
+            None => 1,
+            Some(Some(s)) if s.len() == 1 && s[0] != 0 => s[0],
+            _ => continue,
+        };
+        let ((sb, so), (eb, eo)) = (base_plus_const(g, st), base_plus_const(g, en));
+        if sb != eb {
+            continue;
+        }
+        let r = dims.len() as i64;
+        let a = if axis < 0 { axis + r } else { axis };
+        if !(0..r).contains(&a) {
+            continue;
+        }
+        let span = if step > 0 { eo - so } else { so - eo };
+        let m = step.abs();
+        let extent = ((span.max(0) + m - 1) / m).min(dims[a as usize] as i64);
+        let mut out_dims = dims.clone();
+        out_dims[a as usize] = extent as usize;
+        let Some(dt) = g.value_type(x).dtype() else {
+            continue;
+        };
+        g.set_value_type(out, Type::tensor(dt, &out_dims));
+        changed = true;
+    }
+    changed
+}
+
+/// Sets the output types of the opaque ops the backend lowers (the legacy softmax, CumSum,
+/// CumProd, Hardmax, LpNormalization, RMSNormalization, Selu, Celu, ThresholdedRelu and the
+/// bitwise ops their input's type, IsInf its input's shape as bool, CastLike its first input's
+/// shape and its second input's dtype); true when one changed.
 fn retype_opaque(g: &mut Graph) -> bool {
     let mut retyped = false;
     for id in g.node_ids() {
         let op = &g.node(id).op;
+        // IsInf: its input's shape, bool.
+        let is_inf = matches!(
+            crate::lower::elementwise::opaque_elementwise(op),
+            Some(crate::lower::elementwise::OpaqueEw::IsInf(..))
+        );
         let (softmax, cast_like) = (
-            crate::lower::softmax_legacy(op),
+            crate::lower::softmax_legacy(op)
+                || (crate::lower::elementwise::opaque_elementwise(op).is_some() && !is_inf)
+                || crate::lower::reduce::cum_attrs(op).is_some()
+                || crate::lower::reduce::line_op(op).is_some()
+                || crate::lower::norm::rms_attrs(op).is_some(),
             crate::lower::is_cast_like(op),
         );
-        if !(softmax || cast_like) {
+        if !(softmax || cast_like || is_inf) {
             continue;
         }
         let ins = g.node_inputs(id);
@@ -264,6 +395,11 @@ fn retype_opaque(g: &mut Graph) -> bool {
             continue;
         };
         let mut ty = g.value_type(*x).clone();
+        if is_inf {
+            if let Type::Tensor(t) = &mut ty {
+                t.dtype = Some(smelt_ir::DType::Bool);
+            }
+        }
         if cast_like {
             let like = ins
                 .get(1)

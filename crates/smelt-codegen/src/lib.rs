@@ -53,7 +53,8 @@ pub fn plan(g: &smelt_ir::Graph, opts: &jit::Options) -> Result<plan::MemoryPlan
 /// A node refused only because an operand whose value compilation needs (axes, a shape,
 /// bounds: [`bind::value_operands`]) comes from a graph input at run time says so, and that
 /// giving the value at compile time ([`jit::Options::const_inputs`], `smelt run` with data)
-/// lifts the refusal.
+/// lifts the refusal; so does a node whose output shape is unknown because such an operand is
+/// (a Reshape whose shape is a graph input, with no declared output shape).
 pub fn check(g: &smelt_ir::Graph) -> Vec<Unsupported> {
     let (g, mut list) = match bind::bind(g, &[]) {
         Ok(bound) => {
@@ -70,6 +71,51 @@ pub fn check(g: &smelt_ir::Graph) -> Vec<Unsupported> {
             (g, list)
         }
     };
+    let hint = |from: &[String]| {
+        format!(
+            "giving the value of graph input{} {} at compile time lifts this (`smelt run` \
+             with data, or jit::Options::const_inputs)",
+            if from.len() > 1 { "s" } else { "" },
+            from.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    // Nodes whose output shape depends on a value only a graph input gives at run time
+    // (a Reshape's shape, a reduction's axes, …): compilation cannot give them a static shape.
+    if let Ok(order) = g.topo_order() {
+        let mut merged = Vec::with_capacity(list.len());
+        let mut rest = list.into_iter().peekable();
+        for id in order {
+            let name = g.display_node_name(id);
+            if rest.peek().is_some_and(|u| u.node == name) {
+                merged.extend(rest.next());
+                continue;
+            }
+            let node = g.node(id);
+            let unshaped = node
+                .outputs
+                .iter()
+                .any(|v| !v.name.is_empty() && v.ty.static_dims().is_none());
+            if !unshaped || bind::value_operands(&node.op).is_empty() {
+                continue;
+            }
+            let from = bind::reaching_inputs(&g, &[id]);
+            if !from.is_empty() {
+                merged.push(Unsupported {
+                    node: name,
+                    op: node.op.op_type().to_string(),
+                    reason: format!(
+                        "its output shape depends on a value given at run time; {}",
+                        hint(&from)
+                    ),
+                });
+            }
+        }
+        merged.extend(rest);
+        list = merged;
+    }
     if list.iter().any(|u| run_time_operand(&u.reason)) {
         for id in g.node_ids() {
             let name = g.display_node_name(id);
@@ -81,14 +127,7 @@ pub fn check(g: &smelt_ir::Graph) -> Vec<Unsupported> {
             };
             let from = bind::reaching_inputs(&g, &[id]);
             if !from.is_empty() {
-                u.reason.push_str(&format!(
-                    " (it comes from graph input {} at run time; giving its value at compile \
-                     time lifts this: `smelt run` with data, or jit::Options::const_inputs)",
-                    from.iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                u.reason.push_str(&format!(" ({})", hint(&from)));
             }
         }
     }

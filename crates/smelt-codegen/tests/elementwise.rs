@@ -353,3 +353,161 @@ fn integer_pow() {
     assert_eq!(out[0].to_i64_vec().unwrap(), want);
     assert_eq!(out[1].to_i64_vec().unwrap(), want);
 }
+
+/// Casts into packed int4/uint2 truncate toward zero and wrap to the type's bits (-9 is 7 in
+/// int4, -3 is 1 in uint2), odd element counts included; casts out of them sign- or
+/// zero-extend.
+#[test]
+fn packed_sub_byte_casts() {
+    let xs: Vec<f32> = vec![-9.0, -8.0, -1.5, 0.0, 2.7, 7.0, 15.0];
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[xs.len()]);
+    let cast = |to| Op::Cast(ops::Cast { to, saturate: 1 });
+    let i4 = g.node(cast(DType::I4), &[x]);
+    let u2 = g.node(cast(DType::U2), &[x]);
+    let back = g.node(cast(DType::F32), &[i4]);
+    let u2_8 = g.node(cast(DType::U8), &[u2]);
+    let gr = g.finish(&[i4, back, u2_8]);
+    let out = run(&gr, &[t32(&[xs.len()], &xs)]);
+    let wrap = |v: f32, bits: u32, signed: bool| -> i64 {
+        let m = (v.trunc() as i64).rem_euclid(1 << bits);
+        if signed && m >= 1 << (bits - 1) {
+            m - (1 << bits)
+        } else {
+            m
+        }
+    };
+    let want4: Vec<i64> = xs.iter().map(|v| wrap(*v, 4, true)).collect();
+    assert_eq!(out[0].to_i64_vec().unwrap(), want4);
+    let want4f: Vec<f32> = want4.iter().map(|v| *v as f32).collect();
+    assert_eq!(f32s(&out[1]), want4f);
+    let want2: Vec<i64> = xs.iter().map(|v| wrap(*v, 2, false)).collect();
+    assert_eq!(out[2].to_i64_vec().unwrap(), want2);
+}
+
+/// Casts out of the 8- and 4-bit float formats against their published values (OCP FP8 and
+/// MX specifications, ONNX's FNUZ variants).
+#[test]
+fn small_float_decoding() {
+    let cases: Vec<(DType, Vec<u8>, Vec<f32>)> = vec![
+        (
+            DType::F8E4M3FN,
+            vec![0x38, 0x7E, 0x01, 0xC0, 0x7F],
+            vec![1.0, 448.0, 1.0 / 512.0, -2.0, f32::NAN],
+        ),
+        (
+            DType::F8E4M3FNUZ,
+            vec![0x40, 0x7F, 0x80, 0x00],
+            vec![1.0, 240.0, f32::NAN, 0.0],
+        ),
+        (
+            DType::F8E5M2,
+            vec![0x3C, 0x7B, 0x7C, 0xFC, 0x7D],
+            vec![1.0, 57344.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN],
+        ),
+        (DType::F8E5M2FNUZ, vec![0x40, 0x80], vec![1.0, f32::NAN]),
+        (
+            DType::F8E8M0,
+            vec![0x7F, 0x80, 0x00, 0xFF],
+            vec![1.0, 2.0, 2f32.powi(-127), f32::NAN],
+        ),
+        // Packed two a byte, low nibble first: 0.5, 1, 6, -6.
+        (DType::F4E2M1, vec![0x21, 0xF7], vec![0.5, 1.0, 6.0, -6.0]),
+    ];
+    for (dt, bytes, want) in cases {
+        let n = want.len();
+        let mut g = G::new();
+        let x = g.input("x", dt, &[n]);
+        let y = g.node(
+            Op::Cast(ops::Cast {
+                to: DType::F32,
+                saturate: 1,
+            }),
+            &[x],
+        );
+        let gr = g.finish(&[y]);
+        let t = Tensor::from_bytes(dt, vec![n], bytes).unwrap();
+        let got = f32s(&run(&gr, &[t])[0]);
+        for (gv, wv) in got.iter().zip(&want) {
+            assert!(
+                gv == wv || (gv.is_nan() && wv.is_nan()),
+                "{dt}: {got:?} != {want:?}"
+            );
+        }
+    }
+}
+
+/// Casts into the 8- and 4-bit floats round to nearest even and saturate (or overflow to
+/// infinity / NaN), against codes worked out from the formats' definitions.
+#[test]
+fn small_float_encoding() {
+    // (format, saturate, inputs, expected codes)
+    let nan = f32::NAN;
+    let cases: Vec<(DType, i64, Vec<f32>, Vec<u8>)> = vec![
+        (
+            DType::F8E4M3FN,
+            1,
+            vec![1.0, 448.0, 464.0, 465.0, -1e-7, nan, f32::NEG_INFINITY],
+            vec![0x38, 0x7E, 0x7E, 0x7E, 0x80, 0x7F, 0xFE],
+        ),
+        (
+            DType::F8E4M3FN,
+            0,
+            vec![464.0, 465.0, f32::NEG_INFINITY],
+            vec![0x7E, 0x7F, 0xFF],
+        ),
+        (
+            DType::F8E5M2,
+            0,
+            vec![1.125, 1.126, 57344.0, 61440.0, -1e9],
+            vec![0x3C, 0x3D, 0x7B, 0x7C, 0xFC],
+        ),
+        (
+            DType::F8E5M2,
+            1,
+            vec![61440.0, f32::INFINITY],
+            vec![0x7B, 0x7B],
+        ),
+        (
+            DType::F8E4M3FNUZ,
+            1,
+            vec![1.0, -0.0, -1e-9, nan, 1e6],
+            vec![0x40, 0x00, 0x00, 0x80, 0x7F],
+        ),
+        (DType::F8E5M2FNUZ, 0, vec![1.0, 1e9], vec![0x40, 0x80]),
+    ];
+    for (dt, sat, xs, want) in cases {
+        let n = xs.len();
+        let mut g = G::new();
+        let x = g.input("x", DType::F32, &[n]);
+        let y = g.node(
+            Op::Cast(ops::Cast {
+                to: dt,
+                saturate: sat,
+            }),
+            &[x],
+        );
+        let gr = g.finish(&[y]);
+        let out = run(&gr, &[t32(&[n], &xs)]);
+        assert_eq!(
+            out[0].bytes().unwrap(),
+            want.as_slice(),
+            "{dt} saturate={sat}"
+        );
+    }
+    // f4e2m1, packed low nibble first: 0.25 -> 0 and 0.75 -> 1.0 (ties to even), -3.5 -> -4,
+    // 9 -> 6 (saturated).
+    let xs = vec![0.25f32, 0.75, -3.5, 9.0];
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[4]);
+    let y = g.node(
+        Op::Cast(ops::Cast {
+            to: DType::F4E2M1,
+            saturate: 1,
+        }),
+        &[x],
+    );
+    let gr = g.finish(&[y]);
+    let out = run(&gr, &[t32(&[4], &xs)]);
+    assert_eq!(out[0].bytes().unwrap(), &[0x20, 0x7E]);
+}

@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use smelt_ir::ops;
-use smelt_ir::{DType, Op};
+use smelt_ir::{DType, Op, Tensor};
 
 /// C[m×n] = A·B for row-major matrices, in f64.
 fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
@@ -132,6 +132,41 @@ fn matmul_batched_broadcast_and_vectors() {
     let w2: Vec<f32> = naive(&mv, &v, 6, 5, 1).iter().map(|x| *x as f32).collect();
     close(&f32s(&out[0]), &w1, 1e-5, 1e-6);
     close(&f32s(&out[1]), &w2, 1e-5, 1e-6);
+}
+
+/// f64 MatMul with broadcast batch dims against a triple loop in the test.
+#[test]
+fn f64_matmul_broadcasts_batches() {
+    let (m, k, n) = (3usize, 4usize, 2usize);
+    let a: Vec<f64> = (0..2 * m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+    let b: Vec<f64> = (0..5 * k * n).map(|i| (i as f64 * 0.11).cos()).collect();
+    let mut g = G::new();
+    let ai = g.input("a", DType::F64, &[2, 1, m, k]);
+    let bi = g.input("b", DType::F64, &[5, k, n]);
+    let y = g.node(Op::MatMul(ops::MatMul {}), &[ai, bi]);
+    let gr = g.finish(&[y]);
+    let out = run(
+        &gr,
+        &[
+            Tensor::from_vec(vec![2, 1, m, k], &a).unwrap(),
+            Tensor::from_vec(vec![5, k, n], &b).unwrap(),
+        ],
+    );
+    assert_eq!(out[0].dims(), &[2, 5, m, n]);
+    let got = out[0].to_f64_vec().unwrap();
+    for p in 0..2 {
+        for q in 0..5 {
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|t| a[(p * m + i) * k + t] * b[(q * k + t) * n + j])
+                        .sum();
+                    let g = got[((p * 5 + q) * m + i) * n + j];
+                    assert!((g - want).abs() < 1e-12, "{g} vs {want}");
+                }
+            }
+        }
+    }
 }
 
 /// A Relu or Clip fused into the product keeps NaN (ONNX: `max(NaN, 0)` is NaN) and clamps

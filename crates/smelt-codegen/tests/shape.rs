@@ -286,6 +286,13 @@ fn compile_time_inputs_are_found_and_frozen() {
             .any(|u| u.op == "ReduceSum" && u.reason.contains("`axes`")),
         "{refused:?}"
     );
+    // The Reshape's output shape is unknown: its shape comes from `head`.
+    assert!(
+        refused.iter().any(|u| u.op == "Reshape"
+            && u.reason.contains("output shape depends")
+            && u.reason.contains("`head`")),
+        "{refused:?}"
+    );
     let opts = Options {
         const_inputs: vec![
             ("axes".into(), given[1].clone()),
@@ -302,6 +309,101 @@ fn compile_time_inputs_are_found_and_frozen() {
         .collect();
     assert_eq!(out[0].dims(), &[4, 2]);
     assert_eq!(f32s(&out[0]), want);
+}
+
+/// A Slice whose starts and ends come at run time but whose output shape is static (declared)
+/// copies from the run-time start, and stops with a non-zero status when the bounds would
+/// give another extent.
+#[test]
+fn run_time_slice_bounds_against_a_static_extent() {
+    use smelt_codegen::jit::{compile, Options, TensorView};
+    use smelt_ir::Type;
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[2, 6]);
+    let st = g.input("starts", DType::I64, &[1]);
+    let en = g.input("ends", DType::I64, &[1]);
+    let ax = g.ci64(&[1]);
+    let stp = g.ci64(&[-2]);
+    let y = g.node(Op::Slice(ops::Slice {}), &[x, st, en, ax, stp]);
+    let mut gr = g.finish(&[y]);
+    gr.set_value_type(y, Type::tensor(DType::F32, &[2, 2]));
+    let mut m = compile(&gr, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let xs = seq(12);
+    let xt = t32(&[2, 6], &xs);
+    let one = |v: i64| Tensor::from_vec(vec![1], &[v]).unwrap();
+    // starts -2 (= 4), ends 0, step -2: columns 4 and 2.
+    let (s, e) = (one(-2), one(0));
+    let out = m
+        .run(&[TensorView::from(&xt), (&s).into(), (&e).into()])
+        .unwrap();
+    assert_eq!(f32s(&out[0]), vec![4.0, 2.0, 10.0, 8.0]);
+    // Starts past the end clamp to 5: columns 5 and 3.
+    let (s, e) = (one(100), one(1));
+    let out = m
+        .run(&[TensorView::from(&xt), (&s).into(), (&e).into()])
+        .unwrap();
+    assert_eq!(f32s(&out[0]), vec![5.0, 3.0, 11.0, 9.0]);
+    // Three columns (5, 3, 1) do not fit the static extent of two: refused at run time.
+    let (s, e) = (one(5), one(-100));
+    assert!(m
+        .run(&[TensorView::from(&xt), (&s).into(), (&e).into()])
+        .is_err());
+}
+
+/// Pad's fill value and Range's bounds as run-time values (the output shapes static):
+/// the value is stored at run time; Range checks that its bounds give the static extent
+/// (status 1 otherwise).
+#[test]
+fn run_time_pad_value_and_range_bounds() {
+    use smelt_codegen::jit::{compile, Options, TensorView};
+    use smelt_ir::Type;
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[2, 2]);
+    let v = g.input("v", DType::F32, &[]);
+    let pads = g.ci64(&[0, 1, 1, 0]);
+    let p = g.node_n(
+        Op::Pad(ops::Pad {
+            mode: "constant".into(),
+        }),
+        &[Some(x), Some(pads), Some(v)],
+        1,
+    )[0];
+    let s = g.input("s", DType::F32, &[]);
+    let l = g.input("l", DType::F32, &[]);
+    let d = g.input("d", DType::F32, &[]);
+    let r = g.node(Op::Range(ops::Range {}), &[s, l, d]);
+    let mut gr = g.finish(&[p, r]);
+    gr.set_value_type(r, Type::tensor(DType::F32, &[3]));
+    let mut m = compile(&gr, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let xt = t32(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let sc = |v: f32| Tensor::from_vec(vec![], &[v]).unwrap();
+    let (vt, st, lt, dt) = (sc(9.0), sc(1.0), sc(2.0), sc(0.4));
+    let out = m
+        .run(&[
+            TensorView::from(&xt),
+            (&vt).into(),
+            (&st).into(),
+            (&lt).into(),
+            (&dt).into(),
+        ])
+        .unwrap();
+    // pads [0, 1, 1, 0]: one column before, one row after.
+    assert_eq!(
+        f32s(&out[0]),
+        vec![9.0, 1.0, 2.0, 9.0, 3.0, 4.0, 9.0, 9.0, 9.0]
+    );
+    close(&f32s(&out[1]), &[1.0, 1.4, 1.8], 1e-6, 1e-6);
+    // Limit 2.5 gives four elements: refused.
+    let lt = sc(2.5);
+    assert!(m
+        .run(&[
+            TensorView::from(&xt),
+            (&vt).into(),
+            (&st).into(),
+            (&lt).into(),
+            (&dt).into()
+        ])
+        .is_err());
 }
 
 /// Trilu on a batch of two 3x4 matrices (values 1..=24), hand-checked triangles.

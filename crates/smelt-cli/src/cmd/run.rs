@@ -17,7 +17,10 @@ pub enum Backend {
 #[derive(clap::Args)]
 #[command(after_help = "Example:
   smelt run model.onnx --inputs test_data_set_0 --outputs out/
-If the inputs folder also holds output_K.pb files, the outputs are compared with them.")]
+If the inputs folder also holds output_K.pb files, the outputs are compared with them.
+With the JIT, inputs whose values the native backend needs at compile time (reduction axes,
+shapes, Slice/Pad/Range bounds, TopK's k, Clip's bounds, …) are compiled in from the given
+data; stderr names them.")]
 pub struct Args {
     /// The model (.onnx).
     model: PathBuf,

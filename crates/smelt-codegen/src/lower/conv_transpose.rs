@@ -1,4 +1,4 @@
-//! ConvTranspose (1-D and 2-D, groups, strides, dilations, pads, output_padding, output_shape,
+//! ConvTranspose (1-D, 2-D and 3-D, groups, strides, dilations, pads, output_padding, output_shape,
 //! auto_pad), computed per output element as a gather over the input positions that reach it:
 //! `ih = (oh + pad - kh * dilation) / stride` when the division is exact and in range.
 //! Every tap reads a clamped address and is zeroed when it does not reach the output, so the
@@ -18,9 +18,9 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
         .flatten()
         .and_then(|v| g.value_type(v).shape().map(|s| s.len()));
     match rank {
-        Some(3) | Some(4) | None => Ok(()),
+        Some(3..=5) | None => Ok(()),
         Some(r) => Err(format!(
-            "{}-D ConvTranspose is not supported (1-D and 2-D are)",
+            "{}-D ConvTranspose is not supported (1-D to 3-D are)",
             r.saturating_sub(2)
         )),
     }
@@ -38,8 +38,8 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         return Err("ConvTranspose's weight must be f32".into());
     }
     let r = x.dims.len();
-    if !(r == 3 || r == 4) || wd.len() != r || y.dims.len() != r {
-        return Err("ConvTranspose takes 1-D or 2-D NC* tensors".into());
+    if !(3..=5).contains(&r) || wd.len() != r || y.dims.len() != r {
+        return Err("ConvTranspose takes 1-D, 2-D or 3-D NC* tensors".into());
     }
     let sp = r - 2;
     let group = usize::try_from(o.group)
@@ -59,8 +59,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     {
         return Err("ConvTranspose's bias must be f32 of the output channels".into());
     }
-    // Per spatial axis (1-D uses the second slot): input, output, kernel, stride, dilation, pad.
-    let mut geo = [(1usize, 1usize, 1usize, 1usize, 1usize, 0i64); 2];
+    // Per spatial axis (fewer axes use the last slots): input, output, kernel, stride,
+    // dilation, pad.
+    let mut geo = [(1usize, 1usize, 1usize, 1usize, 1usize, 0i64); 3];
     for i in 0..sp {
         let get = |v: &Option<Vec<i64>>, def: i64| {
             v.as_ref().and_then(|v| v.get(i).copied()).unwrap_or(def)
@@ -86,9 +87,10 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         } else {
             explicit
         };
-        geo[i + 2 - sp] = (inp, out, k, s as usize, d as usize, pad);
+        geo[i + 3 - sp] = (inp, out, k, s as usize, d as usize, pad);
     }
-    let [(ih_n, oh_n, kh_n, sh, dh, ph), (iw_n, ow_n, kw_n, sw, dw, pw)] = geo;
+    let [(id_n, od_n, kd_n, sd, dd, pd), (ih_n, oh_n, kh_n, sh, dh, ph), (iw_n, ow_n, kw_n, sw, dw, pw)] =
+        geo;
     // Weight and bias are read where they are (constants from the weights object).
     let wp = cx.addr(io.g, io.input(1)?)?;
     let bp = match io.opt_input(2) {
@@ -97,9 +99,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     };
     let xp = cx.addr(io.g, x)?;
     let yp = cx.addr(io.g, y)?;
-    let in_plane = (ih_n * iw_n * 4) as i64;
-    let out_plane = (oh_n * ow_n * 4) as i64;
-    let taps = kh_n * kw_n;
+    let in_plane = (id_n * ih_n * iw_n * 4) as i64;
+    let out_plane = (od_n * oh_n * ow_n * 4) as i64;
+    let taps = kd_n * kh_n * kw_n;
     cx.for_n(n, |cx, ni| {
         let xn = cx.index(xp, ni, in_plane * c as i64);
         let yn = cx.index(yp, ni, out_plane * m as i64);
@@ -114,35 +116,44 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                 // Weight of (ci = g * cpg, co, 0, 0): w[(g*cpg + ci) * mpg + co][taps].
                 let wg = cx.index(wp, g, (cpg * mpg * taps * 4) as i64);
                 let wc = cx.index(wg, co, (taps * 4) as i64);
-                cx.for_n(oh_n, |cx, oh| {
-                    let rows = reach(cx, oh, kh_n, sh, dh, ph, ih_n);
-                    cx.for_n(ow_n, |cx, ow| {
-                        let cols = reach(cx, ow, kw_n, sw, dw, pw, iw_n);
-                        let acc = cx.var(types::F32, b);
-                        cx.for_n(cpg, |cx, ci| {
-                            let xc = cx.index(xg, ci, in_plane);
-                            let wci = cx.index(wc, ci, (mpg * taps * 4) as i64);
-                            for (kh, (ih, okh)) in rows.iter().enumerate() {
-                                let xr = cx.index(xc, *ih, (iw_n * 4) as i64);
-                                for (kw, (iw, okw)) in cols.iter().enumerate() {
-                                    let xa = cx.index(xr, *iw, 4);
-                                    let v = cx.load(types::F32, xa, 0);
-                                    let ok = cx.b.ins().band(*okh, *okw);
-                                    let nil = cx.fconst(Lanes::One, 0.0);
-                                    let v = cx.b.ins().select(ok, v, nil);
-                                    let w = cx.load(types::F32, wci, ((kh * kw_n + kw) * 4) as i64);
-                                    let a = cx.b.use_var(acc);
-                                    let s = cx.fma(v, w, a);
-                                    cx.b.def_var(acc, s);
+                cx.for_n(od_n, |cx, od| {
+                    let slabs = reach(cx, od, kd_n, sd, dd, pd, id_n);
+                    let yd = cx.index(yc, od, (oh_n * ow_n * 4) as i64);
+                    cx.for_n(oh_n, |cx, oh| {
+                        let rows = reach(cx, oh, kh_n, sh, dh, ph, ih_n);
+                        cx.for_n(ow_n, |cx, ow| {
+                            let cols = reach(cx, ow, kw_n, sw, dw, pw, iw_n);
+                            let acc = cx.var(types::F32, b);
+                            cx.for_n(cpg, |cx, ci| {
+                                let xc = cx.index(xg, ci, in_plane);
+                                let wci = cx.index(wc, ci, (mpg * taps * 4) as i64);
+                                for (kd, (idd, okd)) in slabs.iter().enumerate() {
+                                    let xs = cx.index(xc, *idd, (ih_n * iw_n * 4) as i64);
+                                    for (kh, (ih, okh)) in rows.iter().enumerate() {
+                                        let xr = cx.index(xs, *ih, (iw_n * 4) as i64);
+                                        let okdh = cx.b.ins().band(*okd, *okh);
+                                        for (kw, (iw, okw)) in cols.iter().enumerate() {
+                                            let xa = cx.index(xr, *iw, 4);
+                                            let v = cx.load(types::F32, xa, 0);
+                                            let ok = cx.b.ins().band(okdh, *okw);
+                                            let nil = cx.fconst(Lanes::One, 0.0);
+                                            let v = cx.b.ins().select(ok, v, nil);
+                                            let t = (kd * kh_n + kh) * kw_n + kw;
+                                            let w = cx.load(types::F32, wci, (t * 4) as i64);
+                                            let a = cx.b.use_var(acc);
+                                            let s = cx.fma(v, w, a);
+                                            cx.b.def_var(acc, s);
+                                        }
+                                    }
                                 }
-                            }
+                                Ok(())
+                            })?;
+                            let v = cx.b.use_var(acc);
+                            let ya = cx.index(yd, oh, (ow_n * 4) as i64);
+                            let ya = cx.index(ya, ow, 4);
+                            cx.store(v, ya, 0);
                             Ok(())
-                        })?;
-                        let v = cx.b.use_var(acc);
-                        let ya = cx.index(yc, oh, (ow_n * 4) as i64);
-                        let ya = cx.index(ya, ow, 4);
-                        cx.store(v, ya, 0);
-                        Ok(())
+                        })
                     })
                 })
             })

@@ -6,9 +6,13 @@
 //! Other dtypes (integer shapes and indices, bool masks) run one element at a time. Every
 //! element is read before its slot is written, so the output may share the input's storage
 //! (the memory plan's in-place rule).
+//!
+//! Also here: casts from and to packed sub-byte integers and the 8-/4-bit floats (element by
+//! element), and the elementwise ops the IR keeps opaque ([`OpaqueEw`]: Selu, Celu,
+//! ThresholdedRelu, IsInf, the bitwise ops).
 
 use super::math;
-use super::{clif_ty, strides, Ctx, Lanes, NodeIo, Operand, R};
+use super::{bc, clif_ty, strides, Ctx, Lanes, NodeIo, Operand, R};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use smelt_ir::{DType, Op};
@@ -108,9 +112,7 @@ fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Valu
     let one = cx.b.ins().iconst(ty, 1);
     let zero = cx.b.ins().iconst(ty, 0);
     let is_one = cx.b.ins().icmp_imm_s(IntCC::Equal, base, 1);
-    let m1 =
-        cx.b.ins()
-            .iconst(ty, -1i64 & ((1i128 << ty.bits()) - 1) as i64);
+    let m1 = cx.b.ins().iconst(ty, ((1i128 << ty.bits()) - 1) as i64);
     let is_m1 = if signed {
         cx.b.ins().icmp(IntCC::Equal, base, m1)
     } else {
@@ -123,9 +125,334 @@ fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Valu
     cx.b.ins().select(neg, small, r)
 }
 
-/// Casts the backend performs.
+/// Casts the backend performs: between f32, f64, the 8- to 64-bit integers and bool, and
+/// from or to the packed sub-byte integers (int4, uint4, int2, uint2).
 pub(crate) fn cast_supported(from: DType, to: DType) -> bool {
-    cast_kind(from).is_some() && cast_kind(to).is_some()
+    let ok = |d: DType| cast_kind(d).is_some() || packed(d).is_some();
+    (ok(from) || decoded(from).is_some()) && (ok(to) || (encoded(to) && cast_kind(from).is_some()))
+}
+
+/// Casts that run one element at a time ([`cast_packed`]): from or to the packed sub-byte
+/// integers, from f4e2m1/f8e8m0 and to f4e2m1 (the 8-bit floats go through `float8`).
+fn by_element(from: DType, to: DType) -> bool {
+    let table = |d: DType| !super::float8::is_f8(d);
+    packed(from).is_some()
+        || packed(to).is_some()
+        || (decoded(from).is_some() && table(from))
+        || (encoded(to) && table(to))
+}
+
+/// The 8- and 4-bit float formats the backend writes (from f32/f64): f8e4m3fn, f8e4m3fnuz,
+/// f8e5m2, f8e5m2fnuz and f4e2m1.
+pub(crate) fn encoded(d: DType) -> bool {
+    decoded(d).is_some() && d != DType::F8E8M0
+}
+
+/// Encodes the f32 `x` into the code of `d` (an i64), rounding to nearest even as ONNX's
+/// reference (ml_dtypes) does. `saturate`: values beyond the largest finite one (infinities
+/// included) become it; otherwise they become infinity (f8e5m2) or NaN. NaN gives the
+/// format's NaN code; the sign is kept (negative zero where the format has one).
+pub(crate) fn encode_small_float(cx: &mut Ctx, x: Value, d: DType, saturate: bool) -> R<Value> {
+    if super::float8::is_f8(d) {
+        let c = super::float8::encode(cx, x, d, saturate)?;
+        return Ok(cx.b.ins().uextend(types::I64, c));
+    }
+    let (bits, table) = decoded(d).ok_or("not a small float format")?;
+    let fnuz = matches!(d, DType::F8E4M3FNUZ | DType::F8E5M2FNUZ);
+    let sign_bit = 1i64 << (bits - 1);
+    // The largest finite magnitude's code.
+    let max_code = (0..sign_bit as usize)
+        .filter(|c| table[*c].is_finite())
+        .max()
+        .ok_or("empty format")? as i64;
+    let (nan_code, overflow) = match d {
+        DType::F8E4M3FN => (0x7F, 0x7F),
+        DType::F8E5M2 => (0x7E, 0x7C),
+        DType::F4E2M1 => (0x8, max_code),
+        _ => (0x80, 0x80),
+    };
+    let overflow = if saturate || d == DType::F4E2M1 {
+        max_code
+    } else {
+        overflow
+    };
+    // Magnitudes by code, padded with +inf to a power of two for the search.
+    let size = 1usize << (bits - 1);
+    let mags: Vec<f32> = (0..size)
+        .map(|c| {
+            if (c as i64) <= max_code {
+                table[c]
+            } else {
+                f32::INFINITY
+            }
+        })
+        .collect();
+    let tp = cx.add_f32s(&mags);
+    let a = cx.b.ins().fabs(x);
+    // lo = the largest code whose magnitude is <= a (binary search; code 0 is 0.0).
+    let mut lo = cx.iconst(0);
+    let mut step = size / 2;
+    while step > 0 {
+        let cand = cx.b.ins().iadd_imm_s(lo, step as i64);
+        let at = cx.index(tp, cand, 4);
+        let v = cx.load(types::F32, at, 0);
+        let le = cx.b.ins().fcmp(FloatCC::LessThanOrEqual, v, a);
+        lo = cx.b.ins().select(le, cand, lo);
+        step /= 2;
+    }
+    // Round up when the next magnitude is nearer, or as near and `lo` is odd. Past the largest
+    // finite magnitude, the next one is where the binade would continue.
+    let max_v = mags[max_code as usize] as f64;
+    let next_past_max = max_v + (max_v - mags[(max_code - 1).max(0) as usize] as f64);
+    let at = cx.index(tp, lo, 4);
+    let lower = cx.load(types::F32, at, 0);
+    let is_max = cx.b.ins().icmp_imm_s(IntCC::Equal, lo, max_code);
+    let lo1 = cx.b.ins().iadd_imm_s(lo, 1);
+    let lo1c = cx.iconst(max_code);
+    let lo1s = cx.b.ins().smin(lo1, lo1c);
+    let at = cx.index(tp, lo1s, 4);
+    let upper = cx.load(types::F32, at, 0);
+    let upper = cx.b.ins().fpromote(types::F64, upper);
+    let past = cx.b.ins().f64const(next_past_max);
+    let upper = cx.b.ins().select(is_max, past, upper);
+    let a64 = cx.b.ins().fpromote(types::F64, a);
+    let l64 = cx.b.ins().fpromote(types::F64, lower);
+    let d1 = cx.b.ins().fsub(a64, l64);
+    let d2 = cx.b.ins().fsub(upper, a64);
+    let nearer = cx.b.ins().fcmp(FloatCC::LessThan, d2, d1);
+    let tie = cx.b.ins().fcmp(FloatCC::Equal, d2, d1);
+    let odd = cx.b.ins().band_imm_s(lo, 1);
+    let odd = cx.b.ins().icmp_imm_s(IntCC::NotEqual, odd, 0);
+    let tie_up = cx.b.ins().band(tie, odd);
+    let up = cx.b.ins().bor(nearer, tie_up);
+    let mut code = cx.b.ins().select(up, lo1, lo);
+    // Beyond the largest finite magnitude (infinity included).
+    let over =
+        cx.b.ins()
+            .icmp_imm_s(IntCC::SignedGreaterThan, code, max_code);
+    let inf = cx.fconst(Lanes::One, f32::INFINITY);
+    let is_inf = cx.b.ins().fcmp(FloatCC::Equal, a, inf);
+    let over = cx.b.ins().bor(over, is_inf);
+    let oc = cx.iconst(overflow);
+    code = cx.b.ins().select(over, oc, code);
+    // The sign, unless the code is the FNUZ NaN/overflow code or an FNUZ zero.
+    let xb = cx.b.ins().bitcast(types::I32, bc(), x);
+    let neg = cx.b.ins().icmp_imm_s(IntCC::SignedLessThan, xb, 0);
+    let signed = cx.b.ins().bor_imm_s(code, sign_bit);
+    let keep = if fnuz {
+        let z = cx.b.ins().icmp_imm_s(IntCC::Equal, code, 0);
+        let total = cx.b.ins().icmp_imm_s(IntCC::Equal, code, 0x80);
+        let no = cx.b.ins().bor(z, total);
+        let yes = cx.b.ins().bxor_imm_s(no, 1);
+        cx.b.ins().band(neg, yes)
+    } else {
+        neg
+    };
+    code = cx.b.ins().select(keep, signed, code);
+    let is_nan = cx.b.ins().fcmp(FloatCC::Unordered, x, x);
+    let nc = cx.iconst(nan_code);
+    Ok(cx.b.ins().select(is_nan, nc, code))
+}
+
+/// The 8- and 4-bit float formats read through a table of their values (every code decoded at
+/// compile time): the code's bits and the table. Writing them is not supported.
+pub(crate) fn decoded(d: DType) -> Option<(u32, Vec<f32>)> {
+    // (exponent bits, mantissa bits, bias)
+    let (e, m, bias) = match d {
+        DType::F8E4M3FN => (4, 3, 7),
+        DType::F8E4M3FNUZ => (4, 3, 8),
+        DType::F8E5M2 => (5, 2, 15),
+        DType::F8E5M2FNUZ => (5, 2, 16),
+        DType::F4E2M1 => (2, 1, 1),
+        DType::F8E8M0 => {
+            let t = (0..256u32)
+                .map(|c| {
+                    if c == 255 {
+                        f32::NAN
+                    } else {
+                        (2.0f64).powi(c as i32 - 127) as f32
+                    }
+                })
+                .collect();
+            return Some((8, t));
+        }
+        _ => return None,
+    };
+    let bits = 1 + e + m;
+    let fnuz = matches!(d, DType::F8E4M3FNUZ | DType::F8E5M2FNUZ);
+    let table = (0..1u32 << bits)
+        .map(|c| {
+            let neg = c >> (e + m) & 1 == 1;
+            let ex = (c >> m) & ((1 << e) - 1);
+            let mm = c & ((1 << m) - 1);
+            let emax = (1 << e) - 1;
+            if fnuz && c == 1 << (e + m) {
+                return f32::NAN;
+            }
+            if d == DType::F8E4M3FN && ex == emax && mm == (1 << m) - 1 {
+                return f32::NAN;
+            }
+            if d == DType::F8E5M2 && ex == emax {
+                return match (mm, neg) {
+                    (0, false) => f32::INFINITY,
+                    (0, true) => f32::NEG_INFINITY,
+                    _ => f32::NAN,
+                };
+            }
+            let frac = mm as f64 / (1u32 << m) as f64;
+            let v = if ex == 0 {
+                frac * (2.0f64).powi(1 - bias)
+            } else {
+                (1.0 + frac) * (2.0f64).powi(ex as i32 - bias)
+            };
+            (if neg { -v } else { v }) as f32
+        })
+        .collect();
+    Some((bits, table))
+}
+
+/// The packed sub-byte integer dtypes, low bits first in each byte: (bits, signed).
+pub(crate) fn packed(d: DType) -> Option<(u32, bool)> {
+    match d {
+        DType::I4 => Some((4, true)),
+        DType::U4 => Some((4, false)),
+        DType::I2 => Some((2, true)),
+        DType::U2 => Some((2, false)),
+        _ => None,
+    }
+}
+
+/// Element `i` (an i64 index) of a tensor at `p`: a packed element sign- or zero-extended to
+/// i64 (its dtype is then I64), any other element as loaded.
+pub(crate) fn load_elem(cx: &mut Ctx, p: Value, i: Value, d: DType) -> R<(Value, DType)> {
+    if super::float8::is_f8(d) {
+        // The code as loaded: [`cast`] decodes the 8-bit floats.
+        let a = cx.b.ins().iadd(p, i);
+        return Ok((cx.load(types::I8, a, 0), d));
+    }
+    if let Some((bits, table)) = decoded(d) {
+        // The code (a byte, or a packed nibble), then its value from the table.
+        let code = if bits == 8 {
+            let a = cx.b.ins().iadd(p, i);
+            let c = cx.load(types::I8, a, 0);
+            cx.b.ins().uextend(types::I64, c)
+        } else {
+            let byte_at = cx.b.ins().ushr_imm_s(i, 1);
+            let a = cx.b.ins().iadd(p, byte_at);
+            let c = cx.load(types::I8, a, 0);
+            let c = cx.b.ins().uextend(types::I64, c);
+            let slot = cx.b.ins().band_imm_s(i, 1);
+            let shift = cx.b.ins().imul_imm_s(slot, 4);
+            let c = cx.b.ins().ushr(c, shift);
+            cx.b.ins().band_imm_s(c, 15)
+        };
+        let t = cx.add_f32s(&table);
+        let a = cx.index(t, code, 4);
+        return Ok((cx.load(types::F32, a, 0), DType::F32));
+    }
+    if let Some((bits, signed)) = packed(d) {
+        let per = (8 / bits) as i64;
+        let byte_at = cx.b.ins().udiv_imm_s(i, per);
+        let a = cx.b.ins().iadd(p, byte_at);
+        let byte = cx.load(types::I8, a, 0);
+        let byte = cx.b.ins().uextend(types::I64, byte);
+        let slot = cx.b.ins().band_imm_s(i, per - 1);
+        let shift = cx.b.ins().imul_imm_s(slot, bits as i64);
+        let v = cx.b.ins().ushr(byte, shift);
+        let v = cx.b.ins().band_imm_s(v, (1i64 << bits) - 1);
+        let v = if signed {
+            let up = cx.b.ins().ishl_imm_s(v, 64 - bits as i64);
+            cx.b.ins().sshr_imm_s(up, 64 - bits as i64)
+        } else {
+            v
+        };
+        return Ok((v, DType::I64));
+    }
+    let ty = clif_ty(d).ok_or("unsupported cast source")?;
+    let a = cx.index(p, i, super::elem_bytes(d) as i64);
+    Ok((cx.load(ty, a, 0), d))
+}
+
+/// Cast from or to a packed sub-byte integer type or an 8-/4-bit float, one element at a time. Into the packed
+/// type, values are truncated toward zero and wrapped to the type's bits (as numpy/ml_dtypes'
+/// `astype`: -9 becomes 7 in int4); the output is written a whole byte at a time.
+fn cast_packed(cx: &mut Ctx, io: &NodeIo, x: &Operand, out: &Operand, saturate: bool) -> R<()> {
+    let (from, to) = (x.dtype, out.dtype);
+    let n = x.len();
+    if out.len() != n {
+        return Err("Cast's output does not fit its input".into());
+    }
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, out)?;
+    if encoded(to) {
+        let code_of = move |cx: &mut Ctx, i: Value| -> R<Value> {
+            let (v, d) = load_elem(cx, xp, i, from)?;
+            let f = cast(cx, v, d, DType::F32)?;
+            encode_small_float(cx, f, to, saturate)
+        };
+        if to == DType::F4E2M1 {
+            return write_packed(cx, yp, n, 4, &code_of);
+        }
+        return cx.for_n(n, |cx, i| {
+            let c = code_of(cx, i)?;
+            let b = cx.b.ins().ireduce(types::I8, c);
+            let a = cx.b.ins().iadd(yp, i);
+            cx.store(b, a, 0);
+            Ok(())
+        });
+    }
+    let Some((bits, _)) = packed(to) else {
+        let e = super::elem_bytes(to) as i64;
+        return cx.for_n(n, |cx, i| {
+            let (v, d) = load_elem(cx, xp, i, from)?;
+            let r = cast(cx, v, d, to)?;
+            let a = cx.index(yp, i, e);
+            cx.store(r, a, 0);
+            Ok(())
+        });
+    };
+    write_packed(cx, yp, n, bits, &move |cx, i| {
+        let (v, d) = load_elem(cx, xp, i, from)?;
+        if matches!(d, DType::F32 | DType::F64) {
+            Ok(cx.b.ins().fcvt_to_sint_sat(types::I64, v))
+        } else {
+            // Integers, and f16/bf16/8-bit floats (converted through f32 by `cast`).
+            cast(cx, v, d, DType::I64)
+        }
+    })
+}
+
+/// Writes `n` packed elements of `bits` bits at `yp`, a whole byte at a time: element `i` is
+/// the low bits of the i64 `value(i)`.
+pub(crate) fn write_packed(
+    cx: &mut Ctx,
+    yp: Value,
+    n: usize,
+    bits: u32,
+    value: &dyn Fn(&mut Ctx, Value) -> R<Value>,
+) -> R<()> {
+    let per = (8 / bits) as usize;
+    let byte = |cx: &mut Ctx, j: Value, count: usize| -> R<()> {
+        let mut acc = cx.iconst(0);
+        for k in 0..count {
+            let base = cx.b.ins().imul_imm_s(j, per as i64);
+            let i = cx.b.ins().iadd_imm_s(base, k as i64);
+            let v = value(cx, i)?;
+            let v = cx.b.ins().band_imm_s(v, (1i64 << bits) - 1);
+            let v = cx.b.ins().ishl_imm_s(v, (k as u32 * bits) as i64);
+            acc = cx.b.ins().bor(acc, v);
+        }
+        let b = cx.b.ins().ireduce(types::I8, acc);
+        let a = cx.b.ins().iadd(yp, j);
+        cx.store(b, a, 0);
+        Ok(())
+    };
+    cx.for_n(n / per, |cx, j| byte(cx, j, per))?;
+    if !n.is_multiple_of(per) {
+        let j = cx.iconst((n / per) as i64);
+        byte(cx, j, n % per)?;
+    }
+    Ok(())
 }
 
 /// Broadcast strides (in elements) of an input of `dims` read at every point of `out`.
@@ -326,6 +653,148 @@ fn const_scalar(io: &NodeIo, i: usize) -> Option<f64> {
 
 fn is_float(cx: &Ctx, v: Value) -> bool {
     cx.b.func.dfg.value_type(v).lane_type().is_float()
+}
+
+/// The elementwise ops the IR keeps opaque that the backend lowers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OpaqueEw {
+    /// `gamma * (x > 0 ? x : alpha * (e^x - 1))`.
+    Selu(f32, f32),
+    /// `max(0, x) + min(0, alpha * (e^(x / alpha) - 1))`.
+    Celu(f32),
+    /// `x > alpha ? x : 0`.
+    ThresholdedRelu(f32),
+    /// Infinities (positive, negative) as bool.
+    IsInf(bool, bool),
+    /// Bitwise and, or, xor of two integer tensors of one shape.
+    Bitwise(u8),
+    /// Bitwise not.
+    BitwiseNot,
+}
+
+/// The [`OpaqueEw`] of an opaque node, if the backend lowers it (known attributes only).
+pub(crate) fn opaque_elementwise(op: &Op) -> Option<OpaqueEw> {
+    let Op::Opaque(o) = op else { return None };
+    if !(o.domain.is_empty() || o.domain == "ai.onnx") {
+        return None;
+    }
+    let f = |name: &str, def: f32| -> Option<f32> {
+        match o.attrs.iter().find(|(n, _)| n == name) {
+            None => Some(def),
+            Some((_, smelt_ir::Attr::Float(v))) => Some(*v),
+            Some(_) => None,
+        }
+    };
+    let i = |name: &str, def: i64| -> Option<i64> {
+        match o.attrs.iter().find(|(n, _)| n == name) {
+            None => Some(def),
+            Some((_, smelt_ir::Attr::Int(v))) => Some(*v),
+            Some(_) => None,
+        }
+    };
+    let only = |names: &[&str]| o.attrs.iter().all(|(n, _)| names.contains(&n.as_str()));
+    Some(match o.op_type.as_str() {
+        "Selu" if only(&["alpha", "gamma"]) => {
+            OpaqueEw::Selu(f("alpha", 1.673_263_2)?, f("gamma", 1.050_701)?)
+        }
+        "Celu" if only(&["alpha"]) => OpaqueEw::Celu(f("alpha", 1.0)?),
+        "ThresholdedRelu" if only(&["alpha"]) => OpaqueEw::ThresholdedRelu(f("alpha", 1.0)?),
+        "IsInf" if only(&["detect_positive", "detect_negative"]) => {
+            OpaqueEw::IsInf(i("detect_positive", 1)? != 0, i("detect_negative", 1)? != 0)
+        }
+        "BitwiseAnd" if only(&[]) => OpaqueEw::Bitwise(0),
+        "BitwiseOr" if only(&[]) => OpaqueEw::Bitwise(1),
+        "BitwiseXor" if only(&[]) => OpaqueEw::Bitwise(2),
+        "BitwiseNot" if only(&[]) => OpaqueEw::BitwiseNot,
+        _ => return None,
+    })
+}
+
+/// Why an [`OpaqueEw`] node cannot be lowered, if it cannot; `a` and `b` are its inputs'
+/// dtypes and (when known) static dims.
+pub(crate) fn check_opaque_elementwise(
+    op: OpaqueEw,
+    a: (Option<DType>, Option<Vec<usize>>),
+    b: (Option<DType>, Option<Vec<usize>>),
+) -> R<()> {
+    let int = |d: Option<DType>| d.is_some_and(|d| d.is_int() && clif_ty(d).is_some());
+    match op {
+        OpaqueEw::Bitwise(_) => {
+            if !int(a.0) || a.0 != b.0 {
+                return Err("bitwise ops take two integer tensors of one dtype".into());
+            }
+            match (a.1, b.1) {
+                (Some(x), Some(y)) if x == y => Ok(()),
+                _ => Err("bitwise ops are lowered for two inputs of one static shape".into()),
+            }
+        }
+        OpaqueEw::BitwiseNot if int(a.0) => Ok(()),
+        OpaqueEw::BitwiseNot => Err("BitwiseNot takes an integer tensor".into()),
+        _ if a.0 == Some(DType::F32) => Ok(()),
+        _ => Err(format!("{:?} inputs are not supported (f32 only)", a.0)),
+    }
+}
+
+/// Lowers an [`OpaqueEw`] node.
+pub(crate) fn lower_opaque(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let op = opaque_elementwise(io.op()).ok_or("not a lowered opaque elementwise op")?;
+    let out = io.output(0)?.clone();
+    let x = io.input(0)?.clone();
+    match op {
+        OpaqueEw::Selu(alpha, gamma) => map_scalar(cx, io, &out, &[&x], &move |cx, l, a| {
+            let e = math::exp(cx, l, a[0]);
+            let one = cx.fconst(l, 1.0);
+            let em1 = cx.b.ins().fsub(e, one);
+            let al = cx.fconst(l, alpha);
+            let neg = cx.b.ins().fmul(em1, al);
+            let z = cx.fconst(l, 0.0);
+            let gt = cx.fcmp(FloatCC::GreaterThan, a[0], z);
+            let v = cx.select(l, gt, a[0], neg);
+            let g = cx.fconst(l, gamma);
+            Ok(cx.b.ins().fmul(v, g))
+        }),
+        OpaqueEw::Celu(alpha) => map_scalar(cx, io, &out, &[&x], &move |cx, l, a| {
+            let al = cx.fconst(l, alpha);
+            let q = cx.b.ins().fdiv(a[0], al);
+            let e = math::exp(cx, l, q);
+            let one = cx.fconst(l, 1.0);
+            let em1 = cx.b.ins().fsub(e, one);
+            let neg = cx.b.ins().fmul(em1, al);
+            let z = cx.fconst(l, 0.0);
+            let pos = cx.b.ins().fmax(a[0], z);
+            let neg = cx.b.ins().fmin(neg, z);
+            Ok(cx.b.ins().fadd(pos, neg))
+        }),
+        OpaqueEw::ThresholdedRelu(alpha) => map_scalar(cx, io, &out, &[&x], &move |cx, l, a| {
+            let al = cx.fconst(l, alpha);
+            let z = cx.fconst(l, 0.0);
+            let gt = cx.fcmp(FloatCC::GreaterThan, a[0], al);
+            Ok(cx.select(l, gt, a[0], z))
+        }),
+        OpaqueEw::IsInf(pos, neg) => map_scalar(cx, io, &out, &[&x], &move |cx, l, a| {
+            let inf = cx.fconst(l, f32::INFINITY);
+            let ninf = cx.fconst(l, f32::NEG_INFINITY);
+            let p = cx.b.ins().fcmp(FloatCC::Equal, a[0], inf);
+            let n = cx.b.ins().fcmp(FloatCC::Equal, a[0], ninf);
+            let f = cx.b.ins().iconst(types::I8, 0);
+            let p = if pos { p } else { f };
+            let n = if neg { n } else { f };
+            Ok(cx.b.ins().bor(p, n))
+        }),
+        OpaqueEw::Bitwise(k) => {
+            let y = io.input(1)?.clone();
+            map_scalar(cx, io, &out, &[&x, &y], &move |cx, _, a| {
+                Ok(match k {
+                    0 => cx.b.ins().band(a[0], a[1]),
+                    1 => cx.b.ins().bor(a[0], a[1]),
+                    _ => cx.b.ins().bxor(a[0], a[1]),
+                })
+            })
+        }
+        OpaqueEw::BitwiseNot => {
+            map_scalar(cx, io, &out, &[&x], &|cx, _, a| Ok(cx.b.ins().bnot(a[0])))
+        }
+    }
 }
 
 /// Lowers every elementwise op.
@@ -543,6 +1012,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             Ok(cx.b.ins().fcmp(FloatCC::Unordered, a[0], a[0]))
         }),
         Op::Not(_) => un(cx, &|cx, _, a| Ok(cx.b.ins().bxor_imm_s(a[0], 1))),
+        Op::Cast(c) if by_element(dt, c.to) => cast_packed(cx, io, &x, &out, c.saturate != 0),
         Op::Cast(c) => {
             let (from, to, sat) = (dt, c.to, c.saturate != 0);
             un(cx, &move |cx, _, a| {
@@ -941,6 +1411,9 @@ pub(crate) fn cast_like(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             .any(|(n, v)| n == "saturate" && matches!(v, smelt_ir::Attr::Int(0))),
         _ => true,
     };
+    if by_element(from, to) {
+        return cast_packed(cx, io, &x, &out, sat);
+    }
     map(cx, io, &out, &[&x], &move |cx, _, a| {
         cast_saturating(cx, a[0], from, to, sat)
     })

@@ -20,6 +20,7 @@ pub(crate) mod elementwise;
 pub(crate) mod float8;
 pub(crate) mod half;
 pub(crate) mod im2col;
+pub(crate) mod linalg64;
 pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod norm;
@@ -610,17 +611,37 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         Op::Identity(_) => any_in(),
         Op::Dropout(_) => {
             any_in()?;
-            // Training mode drops at random: only a constant false (inference) is lowered.
-            match ins.get(2).copied().flatten() {
-                None => Ok(()),
-                Some(v) => match g.const_value(v).and_then(|t| t.to_i64_vec()) {
-                    Some(b) if b.iter().all(|x| *x == 0) => Ok(()),
-                    _ => Err("training-mode Dropout is not supported".into()),
-                },
+            // Training mode drops at random: only a constant false (inference), or a constant
+            // ratio of zero (nothing dropped), is lowered.
+            let konst = |i: usize| {
+                ins.get(i)
+                    .copied()
+                    .flatten()
+                    .map(|v| g.const_value(v).and_then(|t| t.to_f64_vec()))
+            };
+            let inference = match konst(2) {
+                None => true,
+                Some(b) => b.is_some_and(|b| b.iter().all(|x| *x == 0.0)),
+            };
+            let keeps_all = konst(1)
+                .flatten()
+                .is_some_and(|r| r.iter().all(|x| *x == 0.0));
+            if inference || keeps_all {
+                Ok(())
+            } else {
+                Err("training-mode Dropout is not supported".into())
             }
         }
         Op::Mod(_) => elementwise::check_int_or_f32(dt(0)),
         Op::Sin(_) | Op::Cos(_) => f32_in(),
+        Op::MatMul(_) if dt(0) == Some(DType::F64) => {
+            let at = |i: usize| {
+                let v = ins.get(i).copied().flatten()?;
+                let t = g.value_type(v);
+                Some((t.dtype()?, t.shape()?.len()))
+            };
+            linalg64::check(at(0), at(1))
+        }
         Op::Gemm(_) | Op::MatMul(_) => f32_in(),
         Op::Conv(_) => {
             f32_in()?;
@@ -630,11 +651,8 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             f32_in()?;
             conv_transpose::check(g, id)
         }
-        Op::BatchNormalization(b) => {
+        Op::BatchNormalization(_) => {
             f32_in()?;
-            if b.training_mode != 0 {
-                return Err("training-mode BatchNormalization is not supported".into());
-            }
             for i in 1..5 {
                 const_in(i, "BatchNormalization's parameters")?;
             }
@@ -642,11 +660,9 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         }
         Op::InstanceNormalization(_) | Op::LayerNormalization(_) => f32_in(),
         Op::LRN(_) => f32_in(),
+        Op::Softmax(_) | Op::LogSoftmax(_) if dt(0) == Some(DType::F64) => Ok(()),
         Op::Softmax(_) | Op::LogSoftmax(_) => f32_in(),
-        Op::MaxPool(_) | Op::AveragePool(_) => {
-            f32_in()?;
-            pool::check(g, id)
-        }
+        Op::MaxPool(_) | Op::AveragePool(_) => pool::check(g, id),
         Op::GlobalAveragePool(_) | Op::GlobalMaxPool(_) => f32_in(),
         Op::ReduceMean(_)
         | Op::ReduceSum(_)
@@ -670,8 +686,12 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         Op::Transpose(_) | Op::Concat(_) | Op::Split(_) | Op::Expand(_) | Op::Tile(_) => any_in(),
         Op::Slice(_) => {
             any_in()?;
+            // Run-time starts and ends are checked against a static output shape at run time.
+            let static_out = g.value_type(ValueId::new(id, 0)).static_dims().is_some();
             for i in 1..5 {
-                const_in(i, "Slice's starts, ends, axes and steps")?;
+                if !(static_out && i < 3) {
+                    const_in(i, "Slice's starts, ends, axes and steps")?;
+                }
             }
             Ok(())
         }
@@ -695,7 +715,6 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
                 return Err(format!("Pad mode `{}` is not supported", p.mode));
             }
             const_in(1, "Pad's pads")?;
-            const_in(2, "Pad's constant value")?;
             const_in(3, "Pad's axes")
         }
         Op::Shape(_) | Op::Size(_) | Op::ConstantOfShape(_) => Ok(()),
@@ -704,8 +723,11 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             const_in(1, "Trilu's k")
         }
         Op::Range(_) => {
-            for i in 0..3 {
-                const_in(i, "Range's start, limit and delta")?;
+            // Run-time bounds are checked against a static output extent at run time.
+            if g.value_type(ValueId::new(id, 0)).static_dims().is_none() {
+                for i in 0..3 {
+                    const_in(i, "Range's start, limit and delta")?;
+                }
             }
             match dt(0) {
                 Some(DType::F32 | DType::F64 | DType::I32 | DType::I64 | DType::I16) => Ok(()),
@@ -721,6 +743,41 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
             rnn::check(g, id)
         }
         op @ Op::Opaque(_) if softmax::legacy(op).is_some() => f32_in(),
+        op @ Op::Opaque(_) if reduce::line_op(op).is_some() => {
+            let rank = ins
+                .first()
+                .copied()
+                .flatten()
+                .and_then(|v| g.value_type(v).shape().map(|s| s.len()));
+            let lo = reduce::line_op(op).ok_or("not a line op")?;
+            reduce::check_line_op(lo, rank, dt(0))
+        }
+        op @ Op::Opaque(_) if elementwise::opaque_elementwise(op).is_some() => {
+            let at = |i: usize| {
+                let v = ins.get(i).copied().flatten();
+                (
+                    v.and_then(|v| g.value_type(v).dtype()),
+                    v.and_then(|v| g.value_type(v).static_dims()),
+                )
+            };
+            let ew = elementwise::opaque_elementwise(op).ok_or("not elementwise")?;
+            elementwise::check_opaque_elementwise(ew, at(0), at(1))
+        }
+        op @ Op::Opaque(_) if norm::rms_attrs(op).is_some() => {
+            let io = |i: usize| {
+                let v = ins.get(i).copied().flatten()?;
+                let t = g.value_type(v);
+                Some((t.dtype()?, t.static_dims()?))
+            };
+            if dt(0) != Some(DType::F32) || dt(1) != Some(DType::F32) {
+                return Err("RMSNormalization takes f32 data and scale".into());
+            }
+            norm::check_rms(io(0), io(1))
+        }
+        op @ Op::Opaque(_) if reduce::cum_attrs(op).is_some() => {
+            elementwise::check_arith(dt(0))?;
+            const_in(1, "the cumulative axis")
+        }
         op @ Op::Opaque(_) if is_cast_like(op) => match (dt(0), dt(1)) {
             (Some(a), Some(b)) if elementwise::cast_supported(a, b) => Ok(()),
             (a, b) => Err(format!("CastLike from {a:?} to {b:?} is not supported")),
@@ -762,6 +819,9 @@ pub(crate) fn unsupported_nodes(g: &Graph) -> Vec<Unsupported> {
 fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     match io.op() {
         Op::Input | Op::Const(_) => Ok(()),
+        Op::MatMul(_) if io.opt_input(0).is_some_and(|a| a.dtype == DType::F64) => {
+            linalg64::matmul(cx, io)
+        }
         Op::Gemm(_) | Op::MatMul(_) => matmul::lower(cx, io),
         Op::Conv(_) => conv::lower(cx, io),
         Op::ConvTranspose(_) => conv_transpose::lower(cx, io),
@@ -782,6 +842,12 @@ fn lower_node(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::Softmax(_) | Op::LogSoftmax(_) => softmax::lower(cx, io),
         op @ Op::Opaque(_) if softmax::legacy(op).is_some() => softmax::lower(cx, io),
         op @ Op::Opaque(_) if is_cast_like(op) => elementwise::cast_like(cx, io),
+        op @ Op::Opaque(_) if reduce::cum_attrs(op).is_some() => reduce::cumulative(cx, io),
+        op @ Op::Opaque(_) if reduce::line_op(op).is_some() => reduce::lower_line_op(cx, io),
+        op @ Op::Opaque(_) if norm::rms_attrs(op).is_some() => norm::lower_rms(cx, io),
+        op @ Op::Opaque(_) if elementwise::opaque_elementwise(op).is_some() => {
+            elementwise::lower_opaque(cx, io)
+        }
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => quant::lower(cx, io),
         Op::Resize(_) => resize::lower(cx, io),
         Op::LSTM(_) | Op::GRU(_) => rnn::lower(cx, io),

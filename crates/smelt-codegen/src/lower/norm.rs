@@ -1,6 +1,8 @@
 //! Normalisations: BatchNormalization (inference: folded at compile time into one scale and
-//! shift per channel), LayerNormalization (over the trailing axes from `axis`, with the
-//! optional Mean and InvStdDev outputs) and InstanceNormalization (per image and channel).
+//! shift per channel; training mode: batch statistics per channel at run time, and the running
+//! mean and variance outputs), LayerNormalization (over the trailing axes from `axis`, with the
+//! optional Mean and InvStdDev outputs), InstanceNormalization (per image and channel) and
+//! RMSNormalization (kept opaque by the IR; root mean square over the trailing axes).
 //!
 //! Statistics use two passes over contiguous rows (mean, then the mean of squared deviations),
 //! four lanes at a time, then one pass applies `(x - mean) * rstd * scale + bias`.
@@ -8,7 +10,7 @@
 use super::reduce::{fold_contig, Fold};
 use super::{axis, Ctx, Lanes, NodeIo, Operand, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use smelt_ir::Op;
+use smelt_ir::{DType, Op};
 
 /// Mean and `1 / sqrt(var + eps)` of `n` contiguous floats at `p`.
 fn stats(cx: &mut Ctx, p: Value, n: usize, eps: f32) -> R<(Value, Value)> {
@@ -47,9 +49,213 @@ fn row_operand(cx: &mut Ctx, p: Value, len: usize, l: Lanes, off: Value) -> Valu
     }
 }
 
+/// BatchNormalization in training mode (ONNX's reference): per channel, the mean and (biased)
+/// variance over the batch and spatial dims normalise `x`; the optional outputs 1 and 2 are
+/// `input_mean * momentum + mean * (1 - momentum)` and the same for the variance.
+fn batch_norm_training(cx: &mut Ctx, io: &NodeIo, o: &smelt_ir::ops::BatchNormalization) -> R<()> {
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    let get = |i: usize| -> R<Vec<f32>> {
+        io.konst(i)
+            .and_then(|t| t.to_f32_vec())
+            .ok_or_else(|| "BatchNormalization's parameters must be f32 constants".into())
+    };
+    let (scale, bias, rmean, rvar) = (get(1)?, get(2)?, get(3)?, get(4)?);
+    let n = x.dims.first().copied().unwrap_or(1);
+    let c = x.dims.get(1).copied().unwrap_or(1);
+    let plane: usize = x.dims.iter().skip(2).product();
+    if y.len() != x.len() || [&scale, &bias, &rmean, &rvar].iter().any(|v| v.len() != c) {
+        return Err("BatchNormalization's parameters do not fit its input".into());
+    }
+    let outs: Vec<Option<Operand>> = (1..3).map(|i| io.output(i).ok().cloned()).collect();
+    if outs.iter().flatten().any(|o| o.len() != c) {
+        return Err("BatchNormalization's running statistics do not fit its input".into());
+    }
+    let (sp, bp) = (cx.add_f32s(&scale), cx.add_f32s(&bias));
+    let (mp, vp) = (cx.add_f32s(&rmean), cx.add_f32s(&rvar));
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let out_ps: Vec<Option<Value>> = outs
+        .iter()
+        .map(|o| o.as_ref().map(|o| cx.addr(io.g, o)).transpose())
+        .collect::<R<_>>()?;
+    let row = (plane * 4) as i64;
+    let count = cx.fconst(Lanes::One, (n * plane) as f32);
+    let eps = cx.fconst(Lanes::One, o.epsilon);
+    let mom = cx.fconst(Lanes::One, o.momentum);
+    let one = cx.fconst(Lanes::One, 1.0);
+    cx.for_n(c, |cx, ch| {
+        let xc = cx.index(xp, ch, row);
+        let yc = cx.index(yp, ch, row);
+        // Mean over the batch, then the mean of squared deviations.
+        let zero = cx.fconst(Lanes::One, 0.0);
+        let sum = cx.var(types::F32, zero);
+        cx.for_n(n, |cx, b| {
+            let r = cx.index(xc, b, row * c as i64);
+            let s = fold_contig(cx, r, plane, Fold::Sum, &|_, _, v| v)?;
+            let acc = cx.b.use_var(sum);
+            let acc = cx.b.ins().fadd(acc, s);
+            cx.b.def_var(sum, acc);
+            Ok(())
+        })?;
+        let s = cx.b.use_var(sum);
+        let mean = cx.b.ins().fdiv(s, count);
+        let mv = cx.b.ins().splat(types::F32X4, mean);
+        let sq = cx.var(types::F32, zero);
+        cx.for_n(n, |cx, b| {
+            let r = cx.index(xc, b, row * c as i64);
+            let s = fold_contig(cx, r, plane, Fold::SumSquare, &move |cx, l, v| {
+                let m = if l == Lanes::Four { mv } else { mean };
+                cx.b.ins().fsub(v, m)
+            })?;
+            let acc = cx.b.use_var(sq);
+            let acc = cx.b.ins().fadd(acc, s);
+            cx.b.def_var(sq, acc);
+            Ok(())
+        })?;
+        let ss = cx.b.use_var(sq);
+        let var = cx.b.ins().fdiv(ss, count);
+        let ve = cx.b.ins().fadd(var, eps);
+        let sd = cx.b.ins().sqrt(ve);
+        let at = |cx: &mut Ctx, p: Value| {
+            let a = cx.index(p, ch, 4);
+            cx.load(types::F32, a, 0)
+        };
+        let (k_s, k_b) = (at(cx, sp), at(cx, bp));
+        let ka = cx.b.ins().fdiv(k_s, sd);
+        let mk = cx.b.ins().fmul(mean, ka);
+        let kb = cx.b.ins().fsub(k_b, mk);
+        let kav = cx.b.ins().splat(types::F32X4, ka);
+        let kbv = cx.b.ins().splat(types::F32X4, kb);
+        cx.for_n(n, |cx, b| {
+            let xr = cx.index(xc, b, row * c as i64);
+            let yr = cx.index(yc, b, row * c as i64);
+            cx.vec_loop(plane, &mut |cx, l, off| {
+                let xa = cx.b.ins().iadd(xr, off);
+                let v = cx.load(l.ty(types::F32), xa, 0);
+                let (a, bb) = if l == Lanes::Four {
+                    (kav, kbv)
+                } else {
+                    (ka, kb)
+                };
+                let r = cx.fma(v, a, bb);
+                let ya = cx.b.ins().iadd(yr, off);
+                cx.store(r, ya, 0);
+                Ok(())
+            })
+        })?;
+        // Running statistics.
+        let keep = cx.b.ins().fsub(one, mom);
+        for (out, (stat, input)) in out_ps.iter().zip([(mean, mp), (var, vp)]) {
+            let Some(op) = out else { continue };
+            let prev = at(cx, input);
+            let a = cx.b.ins().fmul(prev, mom);
+            let bterm = cx.b.ins().fmul(stat, keep);
+            let r = cx.b.ins().fadd(a, bterm);
+            let dst = cx.index(*op, ch, 4);
+            cx.store(r, dst, 0);
+        }
+        Ok(())
+    })
+}
+
+/// ONNX `RMSNormalization` (kept opaque by the IR): `Some((axis, epsilon))` for such a node
+/// with `stash_type` 1 (f32 statistics, the default).
+pub(crate) fn rms_attrs(op: &Op) -> Option<(i64, f32)> {
+    let Op::Opaque(o) = op else { return None };
+    if o.op_type != "RMSNormalization" || !(o.domain.is_empty() || o.domain == "ai.onnx") {
+        return None;
+    }
+    let (mut axis, mut eps) = (-1i64, 1e-5f32);
+    for (n, v) in &o.attrs {
+        match (n.as_str(), v) {
+            ("axis", smelt_ir::Attr::Int(a)) => axis = *a,
+            ("epsilon", smelt_ir::Attr::Float(e)) => eps = *e,
+            ("stash_type", smelt_ir::Attr::Int(1)) => {}
+            _ => return None,
+        }
+    }
+    Some((axis, eps))
+}
+
+/// Why an RMSNormalization node cannot be lowered, if it cannot: f32 data, and a scale whose
+/// dims are a suffix of the data's (so that element `j` of a normalised row takes scale
+/// `j % len`).
+pub(crate) fn check_rms(x: Option<(DType, Vec<usize>)>, w: Option<(DType, Vec<usize>)>) -> R<()> {
+    match (x, w) {
+        (Some((DType::F32, xd)), Some((DType::F32, wd))) => {
+            if wd.len() <= xd.len() && xd[xd.len() - wd.len()..] == wd[..] {
+                Ok(())
+            } else {
+                Err(format!(
+                    "an RMSNormalization scale of dims {wd:?} for data of dims {xd:?} is not supported"
+                ))
+            }
+        }
+        (Some((DType::F32, _)), _) | (None, _) => Ok(()),
+        (Some((d, _)), _) => Err(format!("{d} inputs are not supported (f32 only)")),
+    }
+}
+
+/// Lowers RMSNormalization: per row of the trailing axes from `axis`, the mean of squares in
+/// f32, then `x / sqrt(mean + epsilon) * scale`.
+pub(crate) fn lower_rms(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let (ax, eps) = rms_attrs(io.op()).ok_or("not an RMSNormalization")?;
+    let x = io.input(0)?;
+    let w = io.input(1)?;
+    let y = io.output(0)?;
+    check_rms(
+        Some((x.dtype, x.dims.clone())),
+        Some((w.dtype, w.dims.clone())),
+    )?;
+    if y.dims != x.dims {
+        return Err("the output does not fit the input".into());
+    }
+    let a = axis(ax, x.dims.len())?;
+    let rows: usize = x.dims[..a].iter().product();
+    let n: usize = x.dims[a..].iter().product();
+    let wn = w.len().max(1);
+    if !n.is_multiple_of(wn) {
+        return Err("the scale does not divide the normalised row".into());
+    }
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let wp = cx.addr(io.g, w)?;
+    let row = (n * 4) as i64;
+    let k = cx.fconst(Lanes::One, n as f32);
+    let e = cx.fconst(Lanes::One, eps);
+    cx.for_n(rows, |cx, ri| {
+        let xr = cx.index(xp, ri, row);
+        let yr = cx.index(yp, ri, row);
+        let ss = fold_contig(cx, xr, n, Fold::SumSquare, &|_, _, v| v)?;
+        let ms = cx.b.ins().fdiv(ss, k);
+        let ve = cx.b.ins().fadd(ms, e);
+        let sd = cx.b.ins().sqrt(ve);
+        let one = cx.fconst(Lanes::One, 1.0);
+        let rr = cx.b.ins().fdiv(one, sd);
+        // The scale repeats every `wn` elements of the row.
+        cx.for_n(n / wn, |cx, b| {
+            let xb = cx.index(xr, b, (wn * 4) as i64);
+            let yb = cx.index(yr, b, (wn * 4) as i64);
+            cx.for_n(wn, |cx, j| {
+                let xa = cx.index(xb, j, 4);
+                let v = cx.load(types::F32, xa, 0);
+                let wa = cx.index(wp, j, 4);
+                let s = cx.load(types::F32, wa, 0);
+                let t = cx.b.ins().fmul(v, rr);
+                let t = cx.b.ins().fmul(t, s);
+                let ya = cx.index(yb, j, 4);
+                cx.store(t, ya, 0);
+                Ok(())
+            })
+        })
+    })
+}
+
 /// Lowers the normalisations.
 pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     match io.op() {
+        Op::BatchNormalization(o) if o.training_mode != 0 => batch_norm_training(cx, io, o),
         Op::BatchNormalization(o) => {
             let x = io.input(0)?;
             let y = io.output(0)?;

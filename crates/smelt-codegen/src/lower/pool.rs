@@ -1,5 +1,6 @@
-//! Pooling: MaxPool, AveragePool (count_include_pad, ceil_mode, dilations, auto_pad) over 1-D,
-//! 2-D and 3-D windows, and GlobalAveragePool / GlobalMaxPool.
+//! Pooling: MaxPool (f32, u8, i8; the Indices output in either storage order), AveragePool
+//! (count_include_pad, ceil_mode, dilations, auto_pad) over 1-D, 2-D and 3-D windows, and
+//! GlobalAveragePool / GlobalMaxPool.
 //!
 //! Windowed pools run one output element at a time with the window unrolled; taps outside the
 //! input read a clamped address and are replaced by the fold's identity, so there is no branch
@@ -8,20 +9,25 @@
 use super::conv::begin_pad;
 use super::reduce::{fold_contig, Fold};
 use super::{Ctx, Lanes, NodeIo, R};
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use smelt_ir::{Graph, NodeId, Op};
+use smelt_ir::{DType, Graph, NodeId, Op};
 
 /// Why a pooling node cannot be lowered, if it cannot.
 pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
     let node = g.node(id);
-    if let Op::MaxPool(o) = &node.op {
-        if node.outputs.get(1).is_some_and(|v| !v.name.is_empty()) {
-            return Err("MaxPool's Indices output is not supported".into());
+    let dt = g
+        .node_inputs(id)
+        .first()
+        .copied()
+        .flatten()
+        .and_then(|v| g.value_type(v).dtype());
+    if let Op::MaxPool(_) = &node.op {
+        if !matches!(dt, Some(DType::F32 | DType::U8 | DType::I8)) {
+            return Err(format!("MaxPool of {dt:?} is not supported (f32, u8, i8)"));
         }
-        if o.storage_order != 0 {
-            return Err("MaxPool storage_order=1 is not supported".into());
-        }
+    } else if dt != Some(DType::F32) {
+        return Err(format!("{dt:?} inputs are not supported (f32 only)"));
     }
     let k = match &node.op {
         Op::MaxPool(o) => o.kernel_shape.len(),
@@ -143,22 +149,47 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         };
     }
     let out_plane = w.out[0] * w.out[1] * w.out[2];
-    // 1-D and 2-D pools compute four outputs per vector where the whole window is inside the
-    // input (no clamping, no identity): the bulk of any image; borders (and 3-D pools) run
-    // one output at a time.
+    let e = x.elem() as i64;
+    let ip = match io.outs.get(1) {
+        Some(Some(i)) if max => Some(cx.addr(io.g, i)?),
+        _ => None,
+    };
+    let k = Kind {
+        max,
+        include_pad,
+        dtype: x.dtype,
+        plane,
+        col_major: matches!(io.op(), Op::MaxPool(o) if o.storage_order != 0),
+    };
+    // 1-D and 2-D f32 pools without Indices compute four outputs per vector where the whole
+    // window is inside the input (no clamping, no identity): the bulk of any image; borders
+    // (3-D pools, other dtypes, Indices) run one output at a time.
     let flat = w.k[0] == 1 && w.out[0] == 1 && w.inp[0] == 1;
     let [(oh_lo, oh_hi), (ow_lo, ow_hi)] = [interior(&w, 1), interior(&w, 2)];
-    let vec_cols = if flat { (ow_hi - ow_lo) / 4 } else { 0 };
+    let vec_cols = if flat && x.dtype == DType::F32 && ip.is_none() {
+        (ow_hi - ow_lo) / 4
+    } else {
+        0
+    };
     cx.for_n(planes, |cx, pl| {
-        let xr = cx.index(xp, pl, (plane * 4) as i64);
-        let yr = cx.index(yp, pl, (out_plane * 4) as i64);
+        let xr = cx.index(xp, pl, plane as i64 * e);
+        let yr = cx.index(yp, pl, out_plane as i64 * e);
         cx.for_n(w.out[0], |cx, od| {
-            let yd = cx.index(yr, od, (w.out[1] * w.out[2] * 4) as i64);
+            let yd = cx.index(yr, od, (w.out[1] * w.out[2]) as i64 * e);
+            let id = ip.map(|ip| {
+                let ir = cx.index(ip, pl, out_plane as i64 * 8);
+                cx.index(ir, od, (w.out[1] * w.out[2] * 8) as i64)
+            });
             let scalar = |cx: &mut Ctx, oh: Value, ow: Value| -> R<()> {
-                let v = window(cx, &w, xr, [od, oh, ow], max, include_pad)?;
-                let a = cx.index(yd, oh, (w.out[2] * 4) as i64);
-                let a = cx.index(a, ow, 4);
+                let (v, idx) = window(cx, &w, xr, [od, oh, ow], &k, ip.map(|_| pl))?;
+                let a = cx.index(yd, oh, w.out[2] as i64 * e);
+                let a = cx.index(a, ow, e);
                 cx.store(v, a, 0);
+                if let (Some(id), Some(idx)) = (id, idx) {
+                    let a = cx.index(id, oh, (w.out[2] * 8) as i64);
+                    let a = cx.index(a, ow, 8);
+                    cx.store(idx, a, 0);
+                }
                 Ok(())
             };
             let scalar_cols = |cx: &mut Ctx, oh: Value, lo: usize, hi: usize| -> R<()> {
@@ -240,16 +271,40 @@ fn window4(cx: &mut Ctx, w: &Win, xr: Value, oh: Value, ow: Value, max: bool) ->
     })
 }
 
+/// What a windowed pool computes: max (of f32, u8 or i8) or average (f32).
+struct Kind {
+    max: bool,
+    include_pad: bool,
+    dtype: DType,
+    /// Elements of one input plane (for the flat indices of MaxPool's second output).
+    plane: usize,
+    /// MaxPool's `storage_order=1`: indices within a plane count column-major.
+    col_major: bool,
+}
+
+/// One output element: the pooled value and, when `pl` (the plane) is given, the flat index
+/// of the (first) maximum in the whole input (MaxPool's Indices, row-major).
 fn window(
     cx: &mut Ctx,
     w: &Win,
     xr: Value,
     o: [Value; 3],
-    max: bool,
-    include_pad: bool,
-) -> R<Value> {
-    let ident = cx.fconst(Lanes::One, if max { f32::NEG_INFINITY } else { 0.0 });
+    k: &Kind,
+    pl: Option<Value>,
+) -> R<(Value, Option<Value>)> {
+    let (max, include_pad) = (k.max, k.include_pad);
+    let (ty, e) = match k.dtype {
+        DType::U8 | DType::I8 => (types::I8, 1i64),
+        _ => (types::F32, 4i64),
+    };
+    let ident = match k.dtype {
+        DType::U8 => cx.b.ins().iconst(types::I8, 0),
+        DType::I8 => cx.b.ins().iconst(types::I8, 0x80),
+        _ => cx.fconst(Lanes::One, if max { f32::NEG_INFINITY } else { 0.0 }),
+    };
     let mut acc = ident;
+    // The index of the first maximum among the taps inside the input.
+    let mut best: Option<(Value, Value)> = None;
     let mut count: Option<Value> = None;
     let one = cx.fconst(Lanes::One, 1.0);
     let zero_f = cx.fconst(Lanes::One, 0.0);
@@ -278,20 +333,49 @@ fn window(
         }
     }
     for (id, okd, padd) in taps[0].clone() {
-        let slab = cx.index(xr, id, (w.inp[1] * w.inp[2] * 4) as i64);
+        let slab = cx.index(xr, id, (w.inp[1] * w.inp[2]) as i64 * e);
         for (ih, okh, padh) in taps[1].clone() {
-            let rowp = cx.index(slab, ih, (w.inp[2] * 4) as i64);
+            let rowp = cx.index(slab, ih, w.inp[2] as i64 * e);
             let okdh = cx.b.ins().band(okd, okh);
             let paddh = cx.b.ins().band(padd, padh);
             for (iw, okw, padw) in taps[2].clone() {
-                let a = cx.index(rowp, iw, 4);
-                let v = cx.load(types::F32, a, 0);
+                let a = cx.index(rowp, iw, e);
+                let v = cx.load(ty, a, 0);
                 let ok = cx.b.ins().band(okdh, okw);
                 let v = cx.b.ins().select(ok, v, ident);
-                acc = if max {
-                    cx.b.ins().fmax(acc, v)
-                } else {
-                    cx.b.ins().fadd(acc, v)
+                if let Some(pl) = pl {
+                    // Flat index of this tap; a strictly greater value takes over.
+                    let st = if k.col_major {
+                        [1, w.inp[0], w.inp[0] * w.inp[1]]
+                    } else {
+                        [w.inp[1] * w.inp[2], w.inp[2], 1]
+                    };
+                    let mut f = cx.b.ins().imul_imm_s(pl, k.plane as i64);
+                    for (i, s) in [id, ih, iw].into_iter().zip(st) {
+                        let r = cx.b.ins().imul_imm_s(i, s as i64);
+                        f = cx.b.ins().iadd(f, r);
+                    }
+                    best = Some(match best {
+                        None => (f, ok),
+                        Some((b, found)) => {
+                            let gt = match k.dtype {
+                                DType::U8 => cx.b.ins().icmp(IntCC::UnsignedGreaterThan, v, acc),
+                                DType::I8 => cx.b.ins().icmp(IntCC::SignedGreaterThan, v, acc),
+                                _ => cx.b.ins().fcmp(FloatCC::GreaterThan, v, acc),
+                            };
+                            let first = cx.b.ins().bxor_imm_s(found, 1);
+                            let better = cx.b.ins().bor(gt, first);
+                            let take = cx.b.ins().band(better, ok);
+                            let found = cx.b.ins().bor(found, ok);
+                            (cx.b.ins().select(take, f, b), found)
+                        }
+                    });
+                }
+                acc = match (max, k.dtype) {
+                    (true, DType::U8) => cx.b.ins().umax(acc, v),
+                    (true, DType::I8) => cx.b.ins().smax(acc, v),
+                    (true, _) => cx.b.ins().fmax(acc, v),
+                    (false, _) => cx.b.ins().fadd(acc, v),
                 };
                 if !max {
                     let counted = if include_pad {
@@ -308,11 +392,12 @@ fn window(
             }
         }
     }
-    Ok(match count {
+    let v = match count {
         Some(c) => {
             let c = cx.b.ins().fmax(c, one);
             cx.b.ins().fdiv(acc, c)
         }
         None => acc,
-    })
+    };
+    Ok((v, best.map(|(b, _)| b)))
 }

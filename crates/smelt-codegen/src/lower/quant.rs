@@ -1,5 +1,6 @@
 //! QuantizeLinear and DequantizeLinear, per tensor, per axis or blocked (int8, uint8, int16,
-//! uint16; int32 for dequantised biases), so QDQ models run natively.
+//! uint16; int32 for dequantised biases; packed int4, uint4, int2 and uint2 per tensor or per
+//! axis, one element at a time; the 8- and 4-bit floats too), so QDQ models run natively.
 //!
 //! `DequantizeLinear`: `y = (x - zero_point) * scale`; `QuantizeLinear`:
 //! `y = saturate(round_half_even(x / scale) + zero_point)`. A per-axis scale (and zero point) is
@@ -9,7 +10,9 @@
 //! `DequantizeLinear` of a constant (per axis, blocked, packed int4) is folded into an f32
 //! constant during binding ([`crate::fold`]), which is how quantized weights reach Conv.
 
-use super::elementwise::map;
+use super::elementwise::{
+    decoded, encode_small_float, encoded, load_elem, map, packed, write_packed,
+};
 use super::{axis, clif_ty, Ctx, Lanes, NodeIo, Operand, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use smelt_ir::{DType, Graph, NodeId, Op};
@@ -53,14 +56,17 @@ pub(crate) fn check(g: &Graph, id: NodeId) -> R<()> {
             }
             match out {
                 Some(DType::I8 | DType::U8 | DType::I16 | DType::U16) => Ok(()),
+                Some(d) if block == 0 && (packed(d).is_some() || encoded(d)) => Ok(()),
                 d => Err(format!(
-                    "QuantizeLinear to {d:?} is not supported (int8, uint8, int16, uint16)"
+                    "QuantizeLinear to {d:?} is not supported (int8, uint8, int16, uint16, \
+                     int4, uint4, int2, uint2)"
                 )),
             }
         }
         Op::DequantizeLinear(_) => {
             match dt(0) {
                 Some(DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32) => {}
+                Some(d) if block == 0 && (packed(d).is_some() || decoded(d).is_some()) => {}
                 d => return Err(format!("DequantizeLinear of {d:?} is not supported")),
             }
             if dt(1) != Some(DType::F32) || out != Some(DType::F32) {
@@ -131,6 +137,132 @@ fn int_to_f32(cx: &mut Ctx, v: Value, d: DType) -> Value {
     cx.b.ins().fcvt_from_sint(types::F32, w)
 }
 
+/// Q/DQ from or to a packed sub-byte integer type (per tensor or per axis), one element at a
+/// time: the element's scale and zero point are those of its index along `axis`.
+fn packed_qdq(cx: &mut Ctx, io: &NodeIo, x: &Operand, y: &Operand, quant: bool, ax: i64) -> R<()> {
+    let scale = io.input(1)?;
+    let zp = io.opt_input(2);
+    if scale.dtype != DType::F32 || x.len() != y.len() {
+        return Err("Q/DQ of a packed type takes an f32 scale".into());
+    }
+    let c = scale.len();
+    // The parameter index of element `i`: 0 per tensor, `(i / inner) % C` per axis.
+    let inner: usize = if c > 1 {
+        let a = axis(ax, x.dims.len())?;
+        if x.dims[a] != c || zp.is_some_and(|z| z.len() != c) {
+            return Err("the per-axis scale does not fit the axis".into());
+        }
+        x.dims[a + 1..].iter().product()
+    } else {
+        1
+    };
+    let param = move |cx: &mut Ctx, i: Value| -> Value {
+        if c > 1 {
+            let q = cx.b.ins().udiv_imm_s(i, inner as i64);
+            cx.b.ins().urem_imm_s(q, c as i64)
+        } else {
+            cx.iconst(0)
+        }
+    };
+    let sp = cx.addr(io.g, scale)?;
+    let zpp = zp.map(|z| cx.addr(io.g, z)).transpose()?;
+    let zdt = zp.map(|z| z.dtype);
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let (xdt, ydt) = (x.dtype, y.dtype);
+    let zero_point = move |cx: &mut Ctx, k: Value| -> R<Value> {
+        Ok(match (zpp, zdt) {
+            (Some(p), Some(d)) => {
+                let (z, zd) = load_elem(cx, p, k, d)?;
+                super::elementwise::cast(cx, z, zd, DType::F32)?
+            }
+            _ => cx.fconst(Lanes::One, 0.0),
+        })
+    };
+    let scale_at = move |cx: &mut Ctx, k: Value| -> Value {
+        let a = cx.index(sp, k, 4);
+        cx.load(types::F32, a, 0)
+    };
+    if !quant {
+        return cx.for_n(x.len(), |cx, i| {
+            let k = param(cx, i);
+            let (v, d) = load_elem(cx, xp, i, xdt)?;
+            let xf = super::elementwise::cast(cx, v, d, DType::F32)?;
+            let zf = zero_point(cx, k)?;
+            let s = scale_at(cx, k);
+            let diff = cx.b.ins().fsub(xf, zf);
+            let r = cx.b.ins().fmul(diff, s);
+            let a = cx.index(yp, i, 4);
+            cx.store(r, a, 0);
+            Ok(())
+        });
+    }
+    if encoded(ydt) {
+        // ONNX: `x / scale` cast to the format (the zero point is added for f4e2m1 only).
+        if xdt != DType::F32 {
+            return Err("QuantizeLinear takes f32 input".into());
+        }
+        let saturate = !matches!(io.op(), Op::QuantizeLinear(o) if o.saturate == 0);
+        let code_of = move |cx: &mut Ctx, i: Value| -> R<Value> {
+            let k = param(cx, i);
+            let a = cx.index(xp, i, 4);
+            let v = cx.load(types::F32, a, 0);
+            let s = scale_at(cx, k);
+            let mut q = cx.b.ins().fdiv(v, s);
+            if ydt == DType::F4E2M1 {
+                let zf = zero_point(cx, k)?;
+                q = cx.b.ins().fadd(q, zf);
+            }
+            encode_small_float(cx, q, ydt, saturate)
+        };
+        if ydt == DType::F4E2M1 {
+            return write_packed(cx, yp, x.len(), 4, &code_of);
+        }
+        return cx.for_n(x.len(), |cx, i| {
+            let c = code_of(cx, i)?;
+            let b = cx.b.ins().ireduce(types::I8, c);
+            let a = cx.b.ins().iadd(yp, i);
+            cx.store(b, a, 0);
+            Ok(())
+        });
+    }
+    let (bits, signed) = packed(ydt).ok_or("QuantizeLinear to this type is not supported")?;
+    let (lo, hi) = if signed {
+        (
+            -(1i64 << (bits - 1)) as f32,
+            ((1i64 << (bits - 1)) - 1) as f32,
+        )
+    } else {
+        (0.0, ((1i64 << bits) - 1) as f32)
+    };
+    if xdt != DType::F32 {
+        return Err("QuantizeLinear takes f32 input".into());
+    }
+    write_packed(cx, yp, x.len(), bits, &move |cx, i| {
+        let k = param(cx, i);
+        let a = cx.index(xp, i, 4);
+        let v = cx.load(types::F32, a, 0);
+        let s = scale_at(cx, k);
+        let q = cx.b.ins().fdiv(v, s);
+        // Round half to even (clamped first so the trick stays exact), add the zero point,
+        // saturate.
+        let big = cx.fconst(Lanes::One, 4_194_304.0);
+        let nbig = cx.fconst(Lanes::One, -4_194_304.0);
+        let q = cx.b.ins().fmin(q, big);
+        let q = cx.b.ins().fmax(q, nbig);
+        let magic = cx.fconst(Lanes::One, 12_582_912.0);
+        let t = cx.b.ins().fadd(q, magic);
+        let q = cx.b.ins().fsub(t, magic);
+        let zf = zero_point(cx, k)?;
+        let q = cx.b.ins().fadd(q, zf);
+        let l = cx.fconst(Lanes::One, lo);
+        let h = cx.fconst(Lanes::One, hi);
+        let q = cx.b.ins().fmax(q, l);
+        let q = cx.b.ins().fmin(q, h);
+        Ok(cx.b.ins().fcvt_to_sint_sat(types::I64, q))
+    })
+}
+
 /// Lowers QuantizeLinear and DequantizeLinear.
 pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let x = io.input(0)?.clone();
@@ -140,6 +272,13 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         Op::DequantizeLinear(o) => (o.axis, false, o.block_size),
         op => return Err(format!("{} is not a quantisation op", op.op_type())),
     };
+    if packed(x.dtype).is_some()
+        || packed(y.dtype).is_some()
+        || decoded(x.dtype).is_some()
+        || encoded(y.dtype)
+    {
+        return packed_qdq(cx, io, &x, &y, quant, ax);
+    }
     let (x, y, scale, zp) = if block != 0 {
         let (xv, sv) = blocked_dims(Some(&x.dims), Some(&io.input(1)?.dims), ax, block)?;
         let view = |o: &Operand, dims: &[usize]| Operand {

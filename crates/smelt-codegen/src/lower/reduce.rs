@@ -340,6 +340,241 @@ fn reduce_scalar(
     })
 }
 
+/// ONNX `CumSum` / `CumProd` (kept opaque by the IR): `Some((product, exclusive, reverse))`
+/// for such a node with no other attributes.
+pub(crate) fn cum_attrs(op: &Op) -> Option<(bool, bool, bool)> {
+    let Op::Opaque(o) = op else { return None };
+    let prod = match o.op_type.as_str() {
+        "CumSum" => false,
+        "CumProd" => true,
+        _ => return None,
+    };
+    if !(o.domain.is_empty() || o.domain == "ai.onnx") {
+        return None;
+    }
+    let (mut exclusive, mut reverse) = (false, false);
+    for (n, v) in &o.attrs {
+        match (n.as_str(), v) {
+            ("exclusive", smelt_ir::Attr::Int(e)) => exclusive = *e != 0,
+            ("reverse", smelt_ir::Attr::Int(r)) => reverse = *r != 0,
+            _ => return None,
+        }
+    }
+    Some((prod, exclusive, reverse))
+}
+
+/// CumSum / CumProd along a constant axis: one running sum (product) per line, in the
+/// element type, `exclusive` storing it before adding the element, `reverse` from the end.
+pub(crate) fn cumulative(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let (prod, exclusive, reverse) = cum_attrs(io.op()).ok_or("not CumSum/CumProd")?;
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    if y.dims != x.dims || y.dtype != x.dtype {
+        return Err("the cumulative output does not fit its input".into());
+    }
+    let r = x.dims.len().max(1);
+    let a = *io
+        .const_ints(1)
+        .ok_or("the cumulative axis must be constant")?
+        .first()
+        .ok_or("the cumulative axis is empty")?;
+    let dims = if x.dims.is_empty() {
+        vec![1]
+    } else {
+        x.dims.clone()
+    };
+    let a = axis(a, r)?;
+    let outer: usize = dims[..a].iter().product();
+    let n = dims[a];
+    let inner: usize = dims[a + 1..].iter().product();
+    let ty = super::clif_ty(x.dtype).ok_or("unsupported cumulative dtype")?;
+    let float = x.dtype.is_float();
+    let e = x.elem() as i64;
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    let line = (n * inner) as i64 * e;
+    cx.nest(
+        &[outer, inner],
+        &[vec![line, e], vec![line, e]],
+        vec![xp, yp],
+        &mut |cx, p| {
+            let init = match (float, prod) {
+                (true, true) => cx.b.ins().f64const(1.0),
+                (true, false) => cx.b.ins().f64const(0.0),
+                (false, true) => cx.b.ins().iconst(ty, 1),
+                (false, false) => cx.b.ins().iconst(ty, 0),
+            };
+            let init = if float && ty == types::F32 {
+                cx.b.ins().fdemote(types::F32, init)
+            } else {
+                init
+            };
+            let acc = cx.var(ty, init);
+            cx.for_n(n, |cx, t| {
+                let idx = if reverse {
+                    let last = cx.iconst(n as i64 - 1);
+                    cx.b.ins().isub(last, t)
+                } else {
+                    t
+                };
+                let xa = cx.index(p[0], idx, inner as i64 * e);
+                let ya = cx.index(p[1], idx, inner as i64 * e);
+                let v = cx.load(ty, xa, 0);
+                let s = cx.b.use_var(acc);
+                let next = match (float, prod) {
+                    (true, true) => cx.b.ins().fmul(s, v),
+                    (true, false) => cx.b.ins().fadd(s, v),
+                    (false, true) => cx.b.ins().imul(s, v),
+                    (false, false) => cx.b.ins().iadd(s, v),
+                };
+                cx.store(if exclusive { s } else { next }, ya, 0);
+                cx.b.def_var(acc, next);
+                Ok(())
+            })
+        },
+    )
+}
+
+/// The line-wise ops the IR keeps opaque: Hardmax (its axis) and LpNormalization (axis, p).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LineOp {
+    /// 1 at the first maximum along the axis, 0 elsewhere.
+    Hardmax(i64),
+    /// `x / norm_p(x)` along the axis (p is 1 or 2; 0 where the norm is 0).
+    LpNorm(i64, i64),
+}
+
+/// The [`LineOp`] of an opaque node, if it is one the backend lowers. Hardmax is taken only
+/// along the last axis, where opset 13's per-axis form and the older flattened form agree (the
+/// node does not say its opset).
+pub(crate) fn line_op(op: &Op) -> Option<LineOp> {
+    let Op::Opaque(o) = op else { return None };
+    if !(o.domain.is_empty() || o.domain == "ai.onnx") {
+        return None;
+    }
+    let int = |name: &str, def: i64| -> Option<i64> {
+        match o.attrs.iter().find(|(n, _)| n == name) {
+            None => Some(def),
+            Some((_, smelt_ir::Attr::Int(v))) => Some(*v),
+            Some(_) => None,
+        }
+    };
+    let known = |names: &[&str]| o.attrs.iter().all(|(n, _)| names.contains(&n.as_str()));
+    match o.op_type.as_str() {
+        "Hardmax" if known(&["axis"]) => Some(LineOp::Hardmax(int("axis", -1)?)),
+        "LpNormalization" if known(&["axis", "p"]) => {
+            let p = int("p", 2)?;
+            (p == 1 || p == 2).then_some(LineOp::LpNorm(int("axis", -1)?, p))
+        }
+        _ => None,
+    }
+}
+
+/// Why a [`LineOp`] node cannot be lowered, if it cannot (its input's rank and dtype known).
+pub(crate) fn check_line_op(op: LineOp, rank: Option<usize>, d: Option<DType>) -> R<()> {
+    if d != Some(DType::F32) {
+        return Err(format!("{d:?} inputs are not supported (f32 only)"));
+    }
+    if let (LineOp::Hardmax(a), Some(r)) = (op, rank) {
+        if axis(a, r)? + 1 != r {
+            return Err("Hardmax is lowered along the last axis only".into());
+        }
+    }
+    Ok(())
+}
+
+/// Lowers a [`LineOp`]: per line along the axis, one pass to find the maximum (or the norm),
+/// one to write.
+pub(crate) fn lower_line_op(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let op = line_op(io.op()).ok_or("not a line op")?;
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    if y.dims != x.dims || x.dtype != DType::F32 || y.dtype != DType::F32 {
+        return Err("the output does not fit the input".into());
+    }
+    let r = x.dims.len();
+    check_line_op(op, Some(r), Some(x.dtype))?;
+    let a = match op {
+        LineOp::Hardmax(a) | LineOp::LpNorm(a, _) => axis(a, r)?,
+    };
+    let outer: usize = x.dims[..a].iter().product();
+    let n = x.dims[a];
+    let inner: usize = x.dims[a + 1..].iter().product();
+    let st = (inner * 4) as i64;
+    let line = n as i64 * st;
+    let xp = cx.addr(io.g, x)?;
+    let yp = cx.addr(io.g, y)?;
+    cx.nest(
+        &[outer, inner],
+        &[vec![line, 4], vec![line, 4]],
+        vec![xp, yp],
+        &mut |cx, p| {
+            let (xr, yr) = (p[0], p[1]);
+            match op {
+                LineOp::Hardmax(_) => {
+                    let ninf = cx.fconst(Lanes::One, f32::NEG_INFINITY);
+                    let best = cx.var(types::F32, ninf);
+                    let zero = cx.iconst(0);
+                    let at = cx.var(types::I64, zero);
+                    cx.for_n(n, |cx, i| {
+                        let xa = cx.index(xr, i, st);
+                        let v = cx.load(types::F32, xa, 0);
+                        let b = cx.b.use_var(best);
+                        let gt = cx.b.ins().fcmp(FloatCC::GreaterThan, v, b);
+                        let nb = cx.b.ins().select(gt, v, b);
+                        let k = cx.b.use_var(at);
+                        let nk = cx.b.ins().select(gt, i, k);
+                        cx.b.def_var(best, nb);
+                        cx.b.def_var(at, nk);
+                        Ok(())
+                    })?;
+                    let k = cx.b.use_var(at);
+                    cx.for_n(n, |cx, i| {
+                        let hit = cx.b.ins().icmp(IntCC::Equal, i, k);
+                        let one = cx.fconst(Lanes::One, 1.0);
+                        let z = cx.fconst(Lanes::One, 0.0);
+                        let v = cx.b.ins().select(hit, one, z);
+                        let ya = cx.index(yr, i, st);
+                        cx.store(v, ya, 0);
+                        Ok(())
+                    })
+                }
+                LineOp::LpNorm(_, pw) => {
+                    let z = cx.fconst(Lanes::One, 0.0);
+                    let acc = cx.var(types::F32, z);
+                    cx.for_n(n, |cx, i| {
+                        let xa = cx.index(xr, i, st);
+                        let v = cx.load(types::F32, xa, 0);
+                        let t = if pw == 1 {
+                            cx.b.ins().fabs(v)
+                        } else {
+                            cx.b.ins().fmul(v, v)
+                        };
+                        let s = cx.b.use_var(acc);
+                        let s = cx.b.ins().fadd(s, t);
+                        cx.b.def_var(acc, s);
+                        Ok(())
+                    })?;
+                    let s = cx.b.use_var(acc);
+                    let norm = if pw == 1 { s } else { cx.b.ins().sqrt(s) };
+                    cx.for_n(n, |cx, i| {
+                        let xa = cx.index(xr, i, st);
+                        let v = cx.load(types::F32, xa, 0);
+                        // A zero norm gives zeros (ONNX's reference), not 0/0.
+                        let q = cx.b.ins().fdiv(v, norm);
+                        let z = cx.fconst(Lanes::One, 0.0);
+                        let nil = cx.b.ins().fcmp(FloatCC::Equal, norm, z);
+                        let q = cx.b.ins().select(nil, z, q);
+                        let ya = cx.index(yr, i, st);
+                        cx.store(q, ya, 0);
+                        Ok(())
+                    })
+                }
+            }
+        },
+    )
+}
+
 fn reduce_attrs(op: &Op) -> (bool, bool) {
     let (k, n) = match op {
         Op::ReduceMean(o) => (o.keepdims, o.noop_with_empty_axes),

@@ -185,7 +185,13 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         }
         let ntaps = if antialias {
             let half = if cubic { 2.0 } else { 1.0 };
-            (2.0 - 2.0 * ((-half / sa).floor() + 1.0)) as usize
+            let w = 2.0 - 2.0 * ((-half / sa).floor() + 1.0);
+            if w > 1024.0 {
+                return Err(format!(
+                    "Resize scale {s} makes the antialiasing filter too wide"
+                ));
+            }
+            w as usize
         } else if cubic {
             4
         } else if linear {
@@ -196,7 +202,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         let mut offs = vec![vec![]; ntaps];
         let mut wts = vec![vec![]; ntaps];
         let mut trivial = true;
-        let mut outside = vec![0u8; n_out];
+        let mut outside = Vec::with_capacity(n_out);
         for i in 0..n_out {
             let xf = i as f64;
             let mut orig = match mode {
@@ -235,9 +241,10 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             };
             let last = n_in.saturating_sub(1) as f64;
             let at = |j: f64| j.clamp(0.0, last) as i64 * xs[k] * 4;
-            if mode == "tf_crop_and_resize" && !(0.0..=last).contains(&orig) {
-                // Extrapolated: any taps do, the value is replaced.
-                outside[i] = 1;
+            let extrapolated = mode == "tf_crop_and_resize" && !(0.0..=last).contains(&orig);
+            outside.push(extrapolated as u8);
+            if extrapolated {
+                // Any taps do: the value is replaced.
                 orig = 0.0;
                 trivial = false;
             }

@@ -7,7 +7,7 @@
 
 use super::elementwise::map;
 use super::{axis, mf, strides, Ctx, NodeIo, Operand, R};
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use smelt_ir::{DType, Graph, Op};
 
@@ -240,6 +240,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             }
             Ok(())
         }
+        Op::Slice(_) if io.konst(1).is_none() || io.konst(2).is_none() => run_time_slice(cx, io),
         Op::Slice(_) => {
             let x = io.input(0)?;
             let y = io.output(0)?;
@@ -329,6 +330,7 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
         }
         Op::Gather(ga) => gather(cx, io, ga.axis),
         Op::GatherElements(ga) => gather_elements(cx, io, ga.axis),
+        Op::Range(_) if (0..3).any(|i| io.konst(i).is_none()) => run_time_range(cx, io),
         Op::Range(_) => {
             // Static output extent means static start and delta: the values are constants.
             let y = io.output(0)?;
@@ -551,6 +553,222 @@ fn gather_elements(cx: &mut Ctx, io: &NodeIo, ax: i64) -> R<()> {
     )
 }
 
+/// Slice whose starts and ends are run-time values (a Loop body's iteration counter): the
+/// output extents are static (binding fixed them), so the code computes the clamped start of
+/// every sliced axis, checks that the run-time bounds give exactly the static extent (status 1
+/// otherwise, never a wrong or partial answer) and copies from there. Axes and steps must be
+/// constants.
+fn run_time_slice(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let g = io.g;
+    let x = io.input(0)?;
+    let y = io.output(0)?;
+    let (starts, ends) = (io.input(1)?, io.input(2)?);
+    let r = x.dims.len();
+    let k = starts.len();
+    if y.dims.len() != r || ends.len() != k || starts.dims.len() != 1 || ends.dims.len() != 1 {
+        return Err("Slice's bounds do not fit its input".into());
+    }
+    let axes: Vec<i64> = match io.opt_input(3) {
+        Some(_) => io.const_ints(3).ok_or("Slice's axes must be constant")?,
+        None => (0..k as i64).collect(),
+    };
+    let steps: Vec<i64> = match io.opt_input(4) {
+        Some(_) => io.const_ints(4).ok_or("Slice's steps must be constant")?,
+        None => vec![1; k],
+    };
+    if axes.len() != k || steps.len() != k || steps.contains(&0) {
+        return Err("Slice's axes and steps do not fit its starts".into());
+    }
+    let int_ty = |o: &Operand| match o.dtype {
+        DType::I64 => Ok(types::I64),
+        DType::I32 => Ok(types::I32),
+        d => Err(format!("Slice bounds of {d} are not supported")),
+    };
+    let (sty, ety) = (int_ty(starts)?, int_ty(ends)?);
+    let xs = strides(&x.dims);
+    let e = x.elem() as i64;
+    let mut src_st: Vec<i64> = xs.iter().map(|s| s * e).collect();
+    let sp = cx.addr(g, starts)?;
+    let ep = cx.addr(g, ends)?;
+    let mut src = cx.addr(g, x)?;
+    let fail = cx.b.create_block();
+    for i in 0..k {
+        let a = axis(axes[i], r)?;
+        let st = steps[i];
+        let d = x.dims[a] as i64;
+        let n = y.dims[a] as i64;
+        let load = |cx: &mut Ctx, p: Value, ty: types::Type, sz: i64| {
+            let v = cx.load(ty, p, i as i64 * sz);
+            if ty == types::I64 {
+                v
+            } else {
+                cx.b.ins().sextend(types::I64, v)
+            }
+        };
+        // Clamp into [-d - 1, d] first (no overflow), then shift negatives by d and clamp to
+        // the step direction's range, as ONNX does.
+        let norm = |cx: &mut Ctx, v: Value, lo: i64, hi: i64| {
+            let v = {
+                let l = cx.iconst(-d - 1);
+                let h = cx.iconst(d);
+                let v = cx.b.ins().smax(v, l);
+                cx.b.ins().smin(v, h)
+            };
+            let neg = cx.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, 0);
+            let shifted = cx.b.ins().iadd_imm_s(v, d);
+            let v = cx.b.ins().select(neg, shifted, v);
+            let l = cx.iconst(lo);
+            let h = cx.iconst(hi);
+            let v = cx.b.ins().smax(v, l);
+            cx.b.ins().smin(v, h)
+        };
+        let s0 = load(cx, sp, sty, (sty.bits() / 8) as i64);
+        let e0 = load(cx, ep, ety, (ety.bits() / 8) as i64);
+        let (s1, e1) = if st > 0 {
+            (norm(cx, s0, 0, d), norm(cx, e0, 0, d))
+        } else {
+            (norm(cx, s0, 0, d - 1), norm(cx, e0, -1, d - 1))
+        };
+        // Elements taken: ceil(span / |step|) for a positive span, else 0.
+        let span = if st > 0 {
+            cx.b.ins().isub(e1, s1)
+        } else {
+            cx.b.ins().isub(s1, e1)
+        };
+        let zero = cx.iconst(0);
+        let span = cx.b.ins().smax(span, zero);
+        let m = st.abs();
+        let span = cx.b.ins().iadd_imm_s(span, m - 1);
+        let count = cx.b.ins().udiv_imm_s(span, m);
+        let bad = cx.b.ins().icmp_imm_s(IntCC::NotEqual, count, n);
+        let ok = cx.b.create_block();
+        cx.b.ins().brif(bad, fail, &[], ok, &[]);
+        cx.b.seal_block(ok);
+        cx.b.switch_to_block(ok);
+        let off = cx.b.ins().imul_imm_s(s1, xs[a] * e);
+        src = cx.b.ins().iadd(src, off);
+        src_st[a] = st * xs[a] * e;
+    }
+    let cont = cx.b.create_block();
+    cx.b.ins().jump(cont, &[]);
+    cx.b.seal_block(fail);
+    cx.b.switch_to_block(fail);
+    let code = cx.b.ins().iconst(types::I32, 1);
+    cx.b.ins().return_(&[code]);
+    cx.b.seal_block(cont);
+    cx.b.switch_to_block(cont);
+    let d = cx.addr(g, y)?;
+    let src_el: Vec<i64> = src_st.iter().map(|s| s / e).collect();
+    copy_nest(cx, &y.dims, src, &src_el, d, &strides(&y.dims), x.elem())
+}
+
+/// Range whose start, limit or delta is a run-time value but whose output extent is static:
+/// `start + i * delta` computed at run time (in f64 for floats, i64 for integers), after
+/// checking that the bounds give exactly the static number of elements (status 1 otherwise).
+fn run_time_range(cx: &mut Ctx, io: &NodeIo) -> R<()> {
+    let g = io.g;
+    let y = io.output(0)?;
+    let n = y.len();
+    let dt = y.dtype;
+    let ty = super::clif_ty(dt).ok_or("Range of this dtype is not supported")?;
+    let float = dt.is_float();
+    let mut v = vec![];
+    for i in 0..3 {
+        let o = io.input(i)?;
+        if o.len() != 1 || o.dtype != dt {
+            return Err("Range's start, limit and delta must be scalars of one dtype".into());
+        }
+        let p = cx.addr(g, o)?;
+        let x = cx.load(ty, p, 0);
+        v.push(match (float, dt) {
+            (true, DType::F64) => x,
+            (true, _) => cx.b.ins().fpromote(types::F64, x),
+            (false, DType::I64) => x,
+            (false, _) => cx.b.ins().sextend(types::I64, x),
+        });
+    }
+    let (start, limit, delta) = (v[0], v[1], v[2]);
+    // The element count ONNX gives: max(ceil((limit - start) / delta), 0).
+    let count = if float {
+        let span = cx.b.ins().fsub(limit, start);
+        let q = cx.b.ins().fdiv(span, delta);
+        // ceil without a libcall: truncate, then add one where the truncation went down.
+        let t = cx.b.ins().fcvt_to_sint_sat(types::I64, q);
+        let tf = cx.b.ins().fcvt_from_sint(types::F64, t);
+        let below = cx.b.ins().fcmp(FloatCC::LessThan, tf, q);
+        let one = cx.iconst(1);
+        let zero = cx.iconst(0);
+        let inc = cx.b.ins().select(below, one, zero);
+        let c = cx.b.ins().iadd(t, inc);
+        cx.b.ins().smax(c, zero)
+    } else {
+        // Integer ceil division, with delta 0 giving no elements.
+        let span = cx.b.ins().isub(limit, start);
+        let zero = cx.iconst(0);
+        let one = cx.iconst(1);
+        let dz = cx.b.ins().icmp_imm_s(IntCC::Equal, delta, 0);
+        let d = cx.b.ins().select(dz, one, delta);
+        let q = cx.b.ins().sdiv(span, d);
+        let back = cx.b.ins().imul(q, d);
+        let rem = cx.b.ins().icmp(IntCC::NotEqual, back, span);
+        let same_sign = {
+            let x = cx.b.ins().bxor(span, d);
+            cx.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, x, 0)
+        };
+        let up = cx.b.ins().band(rem, same_sign);
+        let inc = cx.b.ins().select(up, one, zero);
+        let c = cx.b.ins().iadd(q, inc);
+        let c = cx.b.ins().smax(c, zero);
+        cx.b.ins().select(dz, zero, c)
+    };
+    let bad = cx.b.ins().icmp_imm_s(IntCC::NotEqual, count, n as i64);
+    let fail = cx.b.create_block();
+    let ok = cx.b.create_block();
+    cx.b.ins().brif(bad, fail, &[], ok, &[]);
+    cx.b.seal_block(fail);
+    cx.b.switch_to_block(fail);
+    let code = cx.b.ins().iconst(types::I32, 1);
+    cx.b.ins().return_(&[code]);
+    cx.b.seal_block(ok);
+    cx.b.switch_to_block(ok);
+    let yp = cx.addr(g, y)?;
+    let e = y.elem() as i64;
+    cx.for_n(n, |cx, i| {
+        let r = if float {
+            let fi = cx.b.ins().fcvt_from_sint(types::F64, i);
+            let m = cx.b.ins().fmul(fi, delta);
+            let r = cx.b.ins().fadd(start, m);
+            if dt == DType::F64 {
+                r
+            } else {
+                cx.b.ins().fdemote(ty, r)
+            }
+        } else {
+            let m = cx.b.ins().imul(i, delta);
+            let r = cx.b.ins().iadd(start, m);
+            if ty == types::I64 {
+                r
+            } else {
+                cx.b.ins().ireduce(ty, r)
+            }
+        };
+        let a = cx.index(yp, i, e);
+        cx.store(r, a, 0);
+        Ok(())
+    })
+}
+
+/// The integer Cranelift type of an element of `e` bytes (for moving elements as bits).
+fn clif_ty_of(e: usize) -> R<types::Type> {
+    Ok(match e {
+        1 => types::I8,
+        2 => types::I16,
+        4 => types::I32,
+        8 => types::I64,
+        _ => return Err(format!("elements of {e} bytes are not supported")),
+    })
+}
+
 fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
     let g = io.g;
     let x = io.input(0)?;
@@ -584,6 +802,28 @@ fn pad(cx: &mut Ctx, io: &NodeIo, mode: &str) -> R<()> {
     let ys = cx.addr(g, y)?;
     let xst = strides(&x.dims);
     let yst = strides(&y.dims);
+    if mode == "constant" && io.opt_input(2).is_some() && io.konst(2).is_none() {
+        // A run-time fill value (one element): stored at every output element, then the
+        // input copied over.
+        let v = io.input(2)?;
+        if v.len() != 1 || v.dtype != x.dtype {
+            return Err("Pad's value must be one element of the input's dtype".into());
+        }
+        if (0..r).any(|k| y.dims[k] < x.dims[k] + begin[k] as usize) {
+            return Err("Pad's output does not hold its input".into());
+        }
+        let ty = clif_ty_of(e)?;
+        let vp = cx.addr(g, v)?;
+        let val = cx.load(ty, vp, 0);
+        cx.for_n(y.len(), |cx, i| {
+            let a = cx.index(ys, i, e as i64);
+            cx.store(val, a, 0);
+            Ok(())
+        })?;
+        let off: i64 = (0..r).map(|k| begin[k] * yst[k]).sum::<i64>() * e as i64;
+        let d = cx.offset(ys, off);
+        return copy_nest(cx, &x.dims, xs, &xst, d, &yst, e);
+    }
     if mode == "constant" {
         let pattern: Vec<u8> = match io.opt_input(2) {
             Some(_) => {

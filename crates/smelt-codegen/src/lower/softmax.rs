@@ -1,5 +1,5 @@
 //! Softmax and LogSoftmax along one axis (opset 13 semantics), numerically stable: the row's
-//! maximum is subtracted before `exp`.
+//! maximum is subtracted before `exp`. f32, and f64 one element at a time.
 //!
 //! Rows along a last (contiguous) axis run four lanes at a time: max, then `exp(x - max)`
 //! stored while its sum accumulates, then one scaling pass. Other axes walk the row with its
@@ -66,6 +66,9 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     }
     let xp = cx.addr(io.g, x)?;
     let yp = cx.addr(io.g, y)?;
+    if x.dtype == smelt_ir::DType::F64 {
+        return lower_f64(cx, xp, yp, (outer, d, inner), log);
+    }
     if inner == 1 {
         let row = (d * 4) as i64;
         return cx.nest(
@@ -171,6 +174,66 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
                     cx.b.ins().fmul(v, k)
                 };
                 cx.store(o, ya, 0);
+                Ok(())
+            })
+        },
+    )
+}
+
+/// Softmax / LogSoftmax of f64 rows (`outer` × `d` along the axis × `inner`), one element at
+/// a time in f64: max, sum of `exp(x - max)`, then the quotient (or `x - max - ln sum`).
+fn lower_f64(
+    cx: &mut Ctx,
+    xp: cranelift_codegen::ir::Value,
+    yp: cranelift_codegen::ir::Value,
+    (outer, d, inner): (usize, usize, usize),
+    log: bool,
+) -> R<()> {
+    let st = (inner * 8) as i64;
+    let line = d as i64 * st;
+    cx.nest(
+        &[outer, inner],
+        &[vec![line, 8], vec![line, 8]],
+        vec![xp, yp],
+        &mut |cx, p| {
+            let (xr, yr) = (p[0], p[1]);
+            let ninf = cx.b.ins().f64const(f64::NEG_INFINITY);
+            let mx = cx.var(types::F64, ninf);
+            cx.for_n(d, |cx, i| {
+                let a = cx.index(xr, i, st);
+                let v = cx.load(types::F64, a, 0);
+                let m = cx.b.use_var(mx);
+                let m = cx.b.ins().fmax(m, v);
+                cx.b.def_var(mx, m);
+                Ok(())
+            })?;
+            let m = cx.b.use_var(mx);
+            let z = cx.b.ins().f64const(0.0);
+            let sum = cx.var(types::F64, z);
+            cx.for_n(d, |cx, i| {
+                let a = cx.index(xr, i, st);
+                let v = cx.load(types::F64, a, 0);
+                let t = cx.b.ins().fsub(v, m);
+                let e = math::exp_f64(cx, t);
+                let s = cx.b.use_var(sum);
+                let s = cx.b.ins().fadd(s, e);
+                cx.b.def_var(sum, s);
+                Ok(())
+            })?;
+            let s = cx.b.use_var(sum);
+            let ls = math::log_f64(cx, s);
+            cx.for_n(d, |cx, i| {
+                let a = cx.index(xr, i, st);
+                let v = cx.load(types::F64, a, 0);
+                let t = cx.b.ins().fsub(v, m);
+                let r = if log {
+                    cx.b.ins().fsub(t, ls)
+                } else {
+                    let e = math::exp_f64(cx, t);
+                    cx.b.ins().fdiv(e, s)
+                };
+                let ya = cx.index(yr, i, st);
+                cx.store(r, ya, 0);
                 Ok(())
             })
         },
