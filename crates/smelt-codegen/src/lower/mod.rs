@@ -921,6 +921,14 @@ pub(crate) fn lower_model<M: Module + ?Sized>(
     ctx.func.signature = sig;
     ctx.func.name = UserFuncName::user(0, func.as_u32());
     let gv = module.declare_data_in_func(data, &mut ctx.func);
+    // Address the weights with an absolute 64-bit relocation, not a 32-bit PC-relative one: a
+    // JIT places the data object wherever the allocator puts hundreds of megabytes of
+    // weights, which may be more than 2 GiB from the code (the relocation then overflows).
+    if let cranelift_codegen::ir::GlobalValueData::Symbol { colocated, .. } =
+        &mut ctx.func.global_values[gv]
+    {
+        *colocated = false;
+    }
     let tfc = module.target_config();
     let mut fctx = FunctionBuilderContext::new();
     let mut errors: Vec<Unsupported> = vec![];
