@@ -226,3 +226,103 @@ fn f32_narrows_to_every_f8_format_as_onnx_specifies() {
         }
     }
 }
+
+/// f16 and bf16 Add, Sub, Mul, Div, Min and Max: every result equals the `half` crate's
+/// (an f32 operation rounded once, which for these operations is the correctly rounded
+/// half-precision result).
+#[test]
+fn half_arithmetic_is_correctly_rounded() {
+    let n = 4096;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 20) as u16
+    };
+    for dtype in [DType::F16, DType::BF16] {
+        let a: Vec<u16> = (0..n).map(|_| next()).collect();
+        let b: Vec<u16> = (0..n).map(|_| next()).collect();
+        let tensor = |v: &[u16]| {
+            let bytes: Vec<u8> = v.iter().flat_map(|h| h.to_le_bytes()).collect();
+            Tensor::from_bytes(dtype, vec![n], bytes).unwrap()
+        };
+        let widen = |h: u16| {
+            if dtype == DType::F16 {
+                half::f16::from_bits(h).to_f32()
+            } else {
+                half::bf16::from_bits(h).to_f32()
+            }
+        };
+        let narrow = |f: f32| {
+            if dtype == DType::F16 {
+                half::f16::from_f32(f).to_bits()
+            } else {
+                half::bf16::from_f32(f).to_bits()
+            }
+        };
+        let ops: [(Op, fn(f32, f32) -> f32); 6] = [
+            (Op::Add(ops::Add {}), |x, y| x + y),
+            (Op::Sub(ops::Sub {}), |x, y| x - y),
+            (Op::Mul(ops::Mul {}), |x, y| x * y),
+            (Op::Div(ops::Div {}), |x, y| x / y),
+            (Op::Min(ops::Min {}), ieee_min),
+            (Op::Max(ops::Max {}), ieee_max),
+        ];
+        for (op, f) in ops {
+            let name = op.op_type().to_string();
+            let mut g = G::new();
+            let ai = g.input("a", dtype, &[n]);
+            let bi = g.input("b", dtype, &[n]);
+            let y = g.node(op, &[ai, bi]);
+            let gr = g.finish(&[y]);
+            let got = u16s(&run(&gr, &[tensor(&a), tensor(&b)]).remove(0));
+            for k in 0..n {
+                let want = f(widen(a[k]), widen(b[k]));
+                let ok = got[k] == narrow(want) || (want.is_nan() && widen(got[k]).is_nan());
+                assert!(
+                    ok,
+                    "{dtype} {name}({:#06x}, {:#06x}) = {:#06x}, want {:#06x}",
+                    a[k],
+                    b[k],
+                    got[k],
+                    narrow(want)
+                );
+            }
+        }
+    }
+}
+
+/// IEEE 754-2019 `minimum`: NaN if either is, -0 below +0.
+fn ieee_min(x: f32, y: f32) -> f32 {
+    if x.is_nan() || y.is_nan() {
+        f32::NAN
+    } else if x == y {
+        if x.is_sign_negative() {
+            x
+        } else {
+            y
+        }
+    } else if x < y {
+        x
+    } else {
+        y
+    }
+}
+
+/// IEEE 754-2019 `maximum`: NaN if either is, +0 above -0.
+fn ieee_max(x: f32, y: f32) -> f32 {
+    if x.is_nan() || y.is_nan() {
+        f32::NAN
+    } else if x == y {
+        if x.is_sign_positive() {
+            x
+        } else {
+            y
+        }
+    } else if x > y {
+        x
+    } else {
+        y
+    }
+}

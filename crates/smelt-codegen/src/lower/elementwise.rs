@@ -125,6 +125,27 @@ fn int_pow(cx: &mut Ctx, base: Value, e: Value, bits: u32, signed: bool) -> Valu
     cx.b.ins().select(neg, small, r)
 }
 
+/// f16 and bf16, carried as bit patterns and computed through f32.
+pub(crate) fn is_half(d: DType) -> bool {
+    matches!(d, DType::F16 | DType::BF16)
+}
+
+fn half_to_f32(cx: &mut Ctx, v: Value, d: DType) -> Value {
+    if d == DType::F16 {
+        super::half::f16_to_f32(cx, v)
+    } else {
+        super::half::bf16_to_f32(cx, v)
+    }
+}
+
+fn f32_to_half(cx: &mut Ctx, v: Value, d: DType) -> Value {
+    if d == DType::F16 {
+        super::half::f32_to_f16(cx, v)
+    } else {
+        super::half::f32_to_bf16(cx, v)
+    }
+}
+
 /// Casts the backend performs: between f32, f64, the 8- to 64-bit integers and bool, and
 /// from or to the packed sub-byte integers (int4, uint4, int2, uint2).
 pub(crate) fn cast_supported(from: DType, to: DType) -> bool {
@@ -1020,6 +1041,28 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             })
         }
         Op::Identity(_) | Op::Dropout(_) => un(cx, &|_, _, a| Ok(a[0])),
+        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) | Op::Min(_) | Op::Max(_)
+            if is_half(dt) =>
+        {
+            // Half floats through f32: one f32 operation on two half values, rounded once
+            // to half, is the correctly rounded half result (f32 has more than twice the
+            // precision plus two bits), so this is half arithmetic, not an approximation.
+            let ins: Vec<Operand> = io.ins.iter().flatten().cloned().collect();
+            let refs: Vec<&Operand> = ins.iter().collect();
+            let op = io.op().clone();
+            map(cx, io, &out, &refs, &move |cx, _, a| {
+                let f: Vec<Value> = a.iter().map(|v| half_to_f32(cx, *v, dt)).collect();
+                let mut acc = f[0];
+                for v in &f[1..] {
+                    acc = match &op {
+                        Op::Min(_) => cx.b.ins().fmin(acc, *v),
+                        Op::Max(_) => cx.b.ins().fmax(acc, *v),
+                        op => arith(cx, op, acc, *v, true, false)?,
+                    };
+                }
+                Ok(f32_to_half(cx, acc, dt))
+            })
+        }
         Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => {
             let y = io.input(1)?.clone();
             let op = io.op().clone();

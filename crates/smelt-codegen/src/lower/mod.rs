@@ -573,6 +573,11 @@ pub(crate) fn check_node(g: &Graph, id: NodeId) -> R<()> {
         Op::Exp(_) | Op::Log(_) => f32_in(),
         Op::Pow(_) => elementwise::check_pow(dt(0), dt(1)),
         Op::Neg(_) | Op::Abs(_) | Op::Sign(_) => elementwise::check_numeric(dt(0)),
+        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) | Op::Min(_) | Op::Max(_)
+            if dt(0).is_some_and(elementwise::is_half) =>
+        {
+            Ok(())
+        }
         Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => elementwise::check_arith(dt(0)),
         Op::Min(_) | Op::Max(_) => elementwise::check_arith(dt(0)),
         Op::Sum(_) | Op::Mean(_) => elementwise::check_numeric(dt(0)),
