@@ -261,7 +261,7 @@ fn half_arithmetic_is_correctly_rounded() {
                 half::bf16::from_f32(f).to_bits()
             }
         };
-        let ops: [(Op, fn(f32, f32) -> f32); 6] = [
+        let ops: [(Op, BinaryF32); 6] = [
             (Op::Add(ops::Add {}), |x, y| x + y),
             (Op::Sub(ops::Sub {}), |x, y| x - y),
             (Op::Mul(ops::Mul {}), |x, y| x * y),
@@ -292,6 +292,9 @@ fn half_arithmetic_is_correctly_rounded() {
         }
     }
 }
+
+/// A reference binary operation on f32.
+type BinaryF32 = fn(f32, f32) -> f32;
 
 /// IEEE 754-2019 `minimum`: NaN if either is, -0 below +0.
 fn ieee_min(x: f32, y: f32) -> f32 {
