@@ -1,6 +1,7 @@
-//! Batch-1 latency: smelt's JIT against tract on the fixtures and on resnet18 (when
-//! tools/export_real_models.py has written it). `cargo bench --bench latency`; the figures go
-//! to docs/performance.md. Compile time (ONNX → callable function) is measured too.
+//! Batch-1 latency: smelt's JIT against tract on the fixtures, two small PyTorch exports, and
+//! on resnet18, mobilenet_v2 and squeezenet1_1 (when tools/export_real_models.py has written
+//! them). `cargo bench --bench latency`; the figures go to docs/performance.md. Compile time
+//! (ONNX → callable function) is measured too.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use smelt::codegen::jit::{Options, TensorView};
@@ -36,6 +37,15 @@ fn models() -> Vec<(String, PathBuf, PathBuf)> {
         )
     })
     .collect();
+    // Small PyTorch exports committed in the repo (tools/export_small_models.py).
+    for n in ["gpt_tiny", "vit_tiny"] {
+        let d = root().join("tests/data/small_models").join(n);
+        v.push((
+            n.to_string(),
+            d.join("model.onnx"),
+            d.join("test_data_set_0"),
+        ));
+    }
     for n in ["resnet18", "mobilenet_v2", "squeezenet1_1"] {
         let m = root().join("target/real-models").join(n).join("model.onnx");
         if m.exists() {
@@ -73,7 +83,8 @@ fn bench(c: &mut Criterion) {
             ..Default::default()
         };
         let mut g = c.benchmark_group(&name);
-        g.sample_size(if name.starts_with("digits") { 100 } else { 20 });
+        let small = name.starts_with("digits") || name.ends_with("_tiny");
+        g.sample_size(if small { 100 } else { 20 });
         let mut cm = smelt::compile_jit(&m, &opts).expect("compile");
         let views: Vec<TensorView> = inputs.iter().map(Into::into).collect();
         let mut outs: Vec<Vec<u8>> = cm.outputs().iter().map(|o| vec![0u8; o.bytes()]).collect();
@@ -85,7 +96,7 @@ fn bench(c: &mut Criterion) {
         });
         let tm = smelt::verify::TractModel::load_path(&path, &inputs).expect("tract");
         g.bench_function("tract", |b| b.iter(|| tm.run(&inputs).expect("tract run")));
-        if !name.starts_with("digits") {
+        if !small {
             g.sample_size(10);
             g.bench_function("smelt-compile", |b| {
                 b.iter(|| smelt::compile_jit(&m, &opts).expect("compile"))
