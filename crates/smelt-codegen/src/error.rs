@@ -72,6 +72,27 @@ pub enum CodegenError {
     /// The native function returned a non-zero status.
     #[error("the compiled model returned status {0}")]
     Status(i32),
+    /// Memory for the arena or an output could not be allocated (a model whose bound shapes
+    /// need more than the machine has).
+    #[error("cannot allocate {bytes} bytes for {what}")]
+    Alloc {
+        /// What the memory was for.
+        what: String,
+        /// How much was asked for.
+        bytes: u64,
+    },
+}
+
+/// A zeroed vector of `n` elements, or [`CodegenError::Alloc`] instead of aborting the
+/// process when the allocator refuses.
+pub(crate) fn try_zeroed<T: Clone>(n: usize, zero: T, what: &str) -> Result<Vec<T>, CodegenError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| CodegenError::Alloc {
+        what: what.to_string(),
+        bytes: (n as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+    })?;
+    v.resize(n, zero);
+    Ok(v)
 }
 
 fn list(nodes: &[(String, String, String)]) -> String {

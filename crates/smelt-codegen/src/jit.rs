@@ -133,7 +133,14 @@ pub(crate) fn bind_and_plan(
     smelt_ir::verify(&bound).map_err(|e| CodegenError::InvalidGraph(e.to_string()))?;
     let plan =
         MemoryPlan::new(&bound, &lower::scratch_bytes).map_err(CodegenError::InvalidGraph)?;
-
+    // A value whose size overflows (hostile or absurd shapes) makes the arena impossible:
+    // refuse before lowering computes anything from those sizes.
+    if plan.arena_bytes >= crate::plan::IMPOSSIBLE_BYTES {
+        return Err(CodegenError::Alloc {
+            what: "the arena (a value's size overflows)".into(),
+            bytes: plan.arena_bytes,
+        });
+    }
     Ok((bound, plan))
 }
 
@@ -205,7 +212,7 @@ pub fn compile(g: &Graph, opts: &Options) -> Result<CompiledModel, CodegenError>
         out_ptrs: vec![std::ptr::null_mut(); outputs.len()],
         inputs,
         outputs,
-        arena: vec![Line([0; 64]); lines],
+        arena: crate::error::try_zeroed(lines, Line([0; 64]), "the arena")?,
         plan,
         weights_bytes: lowered.weights_bytes,
     })
@@ -312,7 +319,11 @@ impl CompiledModel {
     /// Runs the model and returns its outputs as new tensors.
     pub fn run(&mut self, inputs: &[TensorView]) -> Result<Vec<Tensor>, CodegenError> {
         self.check_inputs(inputs)?;
-        let mut bufs: Vec<Vec<u8>> = self.outputs.iter().map(|s| vec![0u8; s.bytes()]).collect();
+        let mut bufs: Vec<Vec<u8>> = self
+            .outputs
+            .iter()
+            .map(|s| crate::error::try_zeroed(s.bytes(), 0u8, &format!("output `{}`", s.name)))
+            .collect::<Result<_, _>>()?;
         {
             let mut slices: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
             self.run_into(inputs, &mut slices)?;

@@ -83,14 +83,22 @@ fn align(n: u64) -> u64 {
     n.div_ceil(ALIGN) * ALIGN
 }
 
-/// Bytes of a value with a static shape (0 when unknown: binding guarantees it is known).
+/// The size given to a value whose byte count overflows: far beyond any machine, so that
+/// allocating the arena fails with an error (a wrapped or zero size would let the generated
+/// code write past the arena), yet small enough that sums of many cannot overflow a u64.
+pub const IMPOSSIBLE_BYTES: u64 = 1 << 56;
+
+/// Bytes of a value with a static shape (0 when unknown: binding guarantees it is known;
+/// [`IMPOSSIBLE_BYTES`] when the count overflows or exceeds it).
 pub fn value_bytes(g: &Graph, v: ValueId) -> u64 {
     let ty = g.value_type(v);
     match (ty.dtype(), ty.static_dims()) {
-        (Some(dt), Some(dims)) => {
-            let n: usize = dims.iter().product();
-            dt.bytes_for(n).unwrap_or(0) as u64
-        }
+        (Some(dt), Some(dims)) => dims
+            .iter()
+            .try_fold(1usize, |a, d| a.checked_mul(*d))
+            .and_then(|n| dt.bytes_for(n))
+            .map(|b| (b as u64).min(IMPOSSIBLE_BYTES))
+            .unwrap_or(IMPOSSIBLE_BYTES),
         _ => 0,
     }
 }
@@ -118,7 +126,7 @@ fn place(roots: &[Root], order: &[usize]) -> (u64, Vec<u64>) {
         let mut busy: Vec<(u64, u64)> = placed
             .iter()
             .filter(|p| roots[**p].first <= last && first <= roots[**p].last)
-            .map(|p| (offsets[*p], offsets[*p] + roots[*p].bytes))
+            .map(|p| (offsets[*p], offsets[*p].saturating_add(roots[*p].bytes)))
             .filter(|(a, b)| b > a)
             .collect();
         busy.sort();
@@ -135,7 +143,7 @@ fn place(roots: &[Root], order: &[usize]) -> (u64, Vec<u64>) {
         }
         let offset = best.map(|(_, o)| o).unwrap_or(cursor);
         offsets[r] = offset;
-        arena = arena.max(offset + bytes);
+        arena = arena.max(offset.saturating_add(bytes));
         placed.push(r);
     }
     (arena, offsets)
@@ -224,7 +232,7 @@ impl MemoryPlan {
                                 continue;
                             }
                             let b = value_bytes(g, v);
-                            naive += align(b);
+                            naive = naive.saturating_add(align(b));
                             root_of.insert(v, roots.len());
                             roots.push(Root {
                                 bytes: align(b),
@@ -250,7 +258,7 @@ impl MemoryPlan {
                     continue;
                 }
                 let b = value_bytes(g, v);
-                naive += align(b);
+                naive = naive.saturating_add(align(b));
                 // In place: an elementwise op over an input that dies here.
                 let mut merged = None;
                 if port == 0 && node.op.is_elementwise() {
@@ -321,7 +329,7 @@ impl MemoryPlan {
         for id in &order {
             let b = scratch(g, *id);
             if b > 0 && kinds.get(id) == Some(&NodeKind::Compute) {
-                naive += align(b);
+                naive = naive.saturating_add(align(b));
                 scratch_roots.insert(*id, roots.len());
                 roots.push(Root {
                     bytes: align(b),
@@ -375,7 +383,7 @@ impl MemoryPlan {
                 .iter()
                 .filter(|r| r.first <= t && t <= r.last)
                 .map(|r| r.bytes)
-                .sum();
+                .fold(0u64, |a, b| a.saturating_add(b));
             lower_bound = lower_bound.max(live);
         }
         for (v, r) in &root_of {

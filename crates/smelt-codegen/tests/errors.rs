@@ -256,3 +256,35 @@ fn inputs_frozen_to_constants_fold_and_leave_the_signature() {
     };
     assert!(matches!(compile(&gr, &bad), Err(CodegenError::Bind(_))));
 }
+
+/// A model whose bound shapes need more memory than can exist (a 2^30 x 2^30 fill) is refused
+/// with an error naming the arena, not an allocation abort.
+#[test]
+fn an_impossible_arena_is_an_error_not_an_abort() {
+    let mut g = G::new();
+    let x = g.input("x", DType::F32, &[1]);
+    let shape = g.ci64(&[1 << 30, 1 << 30]);
+    let fill = g.node(
+        Op::ConstantOfShape(ops::ConstantOfShape { value: None }),
+        &[shape],
+    );
+    let sum = g.node(Op::Add(ops::Add {}), &[x, fill]);
+    // Reduced to one number, so the huge tensor is an intermediate (in the arena).
+    let y = g.node(
+        Op::ReduceMax(ops::ReduceMax {
+            keepdims: 0,
+            noop_with_empty_axes: 0,
+        }),
+        &[sum],
+    );
+    let gr = g.finish(&[y]);
+    match compile(&gr, &Options::default()) {
+        Err(CodegenError::Alloc { what, .. }) => assert!(what.contains("arena"), "{what}"),
+        Err(e) => panic!("expected an allocation error, got {e}"),
+        Ok(cm) => panic!(
+            "a 4 EiB model compiled: arena {} bytes\n{}",
+            cm.plan().arena_bytes,
+            cm.plan()
+        ),
+    }
+}
