@@ -11,7 +11,8 @@ use onnx_protobuf::{ModelProto, StringStringEntryProto};
 use protobuf::Message;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Everything a user's command does with a model file, minus running it.
+/// Everything a user's command does with a model file, up to compiling it natively and running
+/// the compiled function on zeros.
 fn exercise(bytes: Vec<u8>, dir: &std::path::Path) -> Result<(), String> {
     let m = smelt_onnx::read_model(bytes, Some(dir)).map_err(|e| e.to_string())?;
     let _ = smelt_ir::verify(&m.graph);
@@ -20,6 +21,18 @@ fn exercise(bytes: Vec<u8>, dir: &std::path::Path) -> Result<(), String> {
     let _ = smelt_ir::Model::from_text(&text, &blobs);
     let _ = smelt_onnx::model_to_bytes(&m);
     let _ = smelt::stats::model_stats(&m);
+    // The native backend: check, compile and, when it compiles, run on zero inputs of the
+    // bound shapes (a wrong plan or lowering would crash here, not just err).
+    let _ = smelt::check_native(&m);
+    if let Ok(mut cm) = smelt::compile_jit(&m, &Default::default()) {
+        let zeros: Vec<smelt_ir::Tensor> = cm
+            .inputs()
+            .iter()
+            .filter_map(|s| smelt_ir::Tensor::zeros(s.dtype, s.dims.clone()).ok())
+            .collect();
+        let views: Vec<smelt::codegen::jit::TensorView> = zeros.iter().map(Into::into).collect();
+        let _ = cm.run(&views);
+    }
     Ok(())
 }
 
