@@ -274,15 +274,7 @@ fn light_models_round_trip() {
         eprintln!("skipped: ../shared/onnx-light-models is absent");
         return;
     };
-    let dir = shared.join("onnx-light-models");
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .map(|r| {
-            r.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("model.onnx").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
+    let names = light_model_dirs(&shared);
     let mut failures = vec![];
     for p in names {
         let r = round_trip_against(&p.join("model.onnx"), &data_sets(&p), Tolerance::EXACT);
@@ -533,15 +525,8 @@ fn jit_lstm_checks_run_time_sequence_lens() {
     assert!(cm.run(&views).is_err());
 }
 
-/// The nine light models (their weights are ConstantOfShape fills, so many logits tie and a
-/// Softmax magnifies any difference in summation order between columns) on the JIT, against
-/// the onnxruntime outputs shipped with them.
-#[test]
-fn light_models_on_the_jit() {
-    let Some(shared) = common::shared() else {
-        eprintln!("skipped: ../shared/onnx-light-models is absent");
-        return;
-    };
+/// The folders of ../shared/onnx-light-models holding a model.onnx, sorted.
+fn light_model_dirs(shared: &Path) -> Vec<std::path::PathBuf> {
     let dir = shared.join("onnx-light-models");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .map(|r| {
@@ -551,6 +536,19 @@ fn light_models_on_the_jit() {
         })
         .unwrap_or_default();
     names.sort();
+    names
+}
+
+/// The nine light models (their weights are ConstantOfShape fills, so many logits tie and a
+/// Softmax magnifies any difference in summation order between columns) on the JIT, against
+/// the onnxruntime outputs shipped with them.
+#[test]
+fn light_models_on_the_jit() {
+    let Some(shared) = common::shared() else {
+        eprintln!("skipped: ../shared/onnx-light-models is absent");
+        return;
+    };
+    let names = light_model_dirs(&shared);
     let mut failures = vec![];
     for p in names {
         let r = (|| -> Result<(), String> {

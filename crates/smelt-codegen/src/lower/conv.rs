@@ -431,25 +431,39 @@ fn const_weights(g: &Graph, id: NodeId) -> bool {
     konst(1) == Some(true) && konst(2) != Some(false)
 }
 
+/// The constant weights (`[M][C/group][kh][kw]`, checked against the geometry) and bias (`M`
+/// floats, zeros when absent) of a Conv whose [`const_weights`] hold: what the algorithms that
+/// transform or pack weights at compile time (Winograd, im2col, depthwise) start from.
+fn const_params(io: &NodeIo, gm: &Geom) -> R<(Vec<f32>, Vec<f32>)> {
+    let wt = io
+        .konst(1)
+        .and_then(|t| t.to_f32_vec())
+        .ok_or("Conv's weight must be an f32 constant")?;
+    let bias: Vec<f32> = match io.konst(2) {
+        Some(t) => t.to_f32_vec().ok_or("Conv's bias must be f32")?,
+        None => vec![0.0; gm.m],
+    };
+    if wt.len() != gm.m * (gm.c / gm.group) * gm.kh * gm.kw || bias.len() != gm.m {
+        return Err("Conv's weight or bias does not fit its shape".into());
+    }
+    Ok((wt, bias))
+}
+
+/// The address of the node's scratch space in the arena.
+fn scratch_at(cx: &mut Ctx, io: &NodeIo) -> R<Value> {
+    let off = io
+        .scratch
+        .ok_or("Conv needs scratch space the plan did not give")?;
+    Ok(cx.offset(cx.arena(), off as i64))
+}
+
 /// Lowers Conv.
 pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
     let orig = geom(io.g, io.id)?;
     if let Some(p) = winograd_plan(io.g, io.id, &orig) {
-        let wt = io
-            .konst(1)
-            .and_then(|t| t.to_f32_vec())
-            .ok_or("Conv's weight must be an f32 constant")?;
-        let bias: Vec<f32> = match io.konst(2) {
-            Some(t) => t.to_f32_vec().ok_or("Conv's bias must be f32")?,
-            None => vec![0.0; orig.m],
-        };
-        if wt.len() != orig.m * orig.c * 9 || bias.len() != orig.m {
-            return Err("Conv's weight or bias does not fit its shape".into());
-        }
+        let (wt, bias) = const_params(io, &orig)?;
         let u = winograd::transform_weights(&wt, &orig, &p);
-        let off = io
-            .scratch
-            .ok_or("Conv needs scratch space the plan did not give")?;
+        let scratch = scratch_at(cx, io)?;
         let w = winograd::WinogradConv {
             gm: &orig,
             plan: &p,
@@ -457,50 +471,28 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
             bias: cx.add_f32s(&bias),
             x: cx.addr(io.g, io.input(0)?)?,
             y: cx.addr(io.g, io.output(0)?)?,
-            scratch: cx.offset(cx.arena(), off as i64),
+            scratch,
             act: io.act,
         };
         return winograd::lower(cx, &w);
     }
     if const_weights(io.g, io.id) && im2col::applies(&orig) {
-        let wt = io
-            .konst(1)
-            .and_then(|t| t.to_f32_vec())
-            .ok_or("Conv's weight must be an f32 constant")?;
-        let mut bias: Vec<f32> = match io.konst(2) {
-            Some(t) => t.to_f32_vec().ok_or("Conv's bias must be f32")?,
-            None => vec![0.0; orig.m],
-        };
+        let (wt, mut bias) = const_params(io, &orig)?;
         let k = orig.c * orig.kh * orig.kw;
-        if wt.len() != orig.m * k || bias.len() != orig.m {
-            return Err("Conv's weight or bias does not fit its shape".into());
-        }
         bias.resize(orig.m.div_ceil(4) * 4, 0.0);
-        let off = io
-            .scratch
-            .ok_or("Conv needs scratch space the plan did not give")?;
+        let scratch = scratch_at(cx, io)?;
         let c = im2col::Im2colConv {
             w: cx.add_f32s(&im2col::pack_rows(&wt, orig.m, k)),
             bias: cx.add_f32s(&bias),
             x: cx.addr(io.g, io.input(0)?)?,
             y: cx.addr(io.g, io.output(0)?)?,
-            scratch: cx.offset(cx.arena(), off as i64),
+            scratch,
             act: io.act,
         };
         return im2col::lower(cx, &orig, &c);
     }
     if const_weights(io.g, io.id) && depthwise::applies(&orig) {
-        let wt = io
-            .konst(1)
-            .and_then(|t| t.to_f32_vec())
-            .ok_or("Conv's weight must be an f32 constant")?;
-        let bias: Vec<f32> = match io.konst(2) {
-            Some(t) => t.to_f32_vec().ok_or("Conv's bias must be f32")?,
-            None => vec![0.0; orig.m],
-        };
-        if wt.len() != orig.m * orig.kh * orig.kw || bias.len() != orig.m {
-            return Err("Conv's weight or bias does not fit its shape".into());
-        }
+        let (wt, bias) = const_params(io, &orig)?;
         let c = depthwise::DepthwiseConv {
             w: cx.add_f32s(&wt),
             bias: cx.add_f32s(&bias),

@@ -8,24 +8,13 @@
 //! small maps (7×7) fill a 24-column block with 7 useful ones.
 
 use super::conv::Geom;
+use super::pool::interior_range;
 use super::{Act, Ctx, Lanes, R};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 /// Whether a convolution goes this way: one input and one output channel per group, 2-D.
 pub(crate) fn applies(gm: &Geom) -> bool {
     gm.group > 1 && gm.group == gm.c && gm.group == gm.m && gm.h > 1
-}
-
-/// Outputs `[lo, hi)` along one axis whose whole window lies inside the input.
-fn interior(out: usize, inp: usize, k: usize, s: usize, d: usize, pb: usize) -> (usize, usize) {
-    let span = (k - 1) * d;
-    let lo = pb.div_ceil(s).min(out);
-    let hi = if inp + pb > span {
-        ((inp + pb - span - 1) / s + 1).min(out)
-    } else {
-        0
-    };
-    (lo, hi.max(lo))
 }
 
 /// What the lowering needs besides the geometry: weights `[C][kh][kw]` and bias `[C]` in
@@ -41,8 +30,8 @@ pub(crate) struct DepthwiseConv {
 /// Emits the convolution.
 pub(crate) fn lower(cx: &mut Ctx, gm: &Geom, dc: &DepthwiseConv) -> R<()> {
     let taps = gm.kh * gm.kw;
-    let (oy_lo, oy_hi) = interior(gm.oh, gm.h, gm.kh, gm.sh, gm.dh, gm.pt);
-    let (ox_lo, ox_hi) = interior(gm.ow, gm.w, gm.kw, gm.sw, gm.dw, gm.pl);
+    let (oy_lo, oy_hi) = interior_range(gm.oh, gm.h, gm.kh, gm.sh, gm.dh, gm.pt);
+    let (ox_lo, ox_hi) = interior_range(gm.ow, gm.w, gm.kw, gm.sw, gm.dw, gm.pl);
     let vec_groups = (ox_hi - ox_lo) / 4;
     // The taps of output column `ox` (row `oy`) that fall inside the input: every border
     // position is static, so out-of-range taps are simply not emitted (no bounds checks).

@@ -226,11 +226,25 @@ pub(crate) fn lower(cx: &mut Ctx, io: &NodeIo) -> R<()> {
 
 /// Outputs `[lo, hi)` along axis `a` whose whole window is inside the input.
 fn interior(w: &Win, a: usize) -> (usize, usize) {
-    let span = (w.k[a] - 1) * w.d[a];
-    let lo = w.pb[a].div_ceil(w.s[a]).min(w.out[a]);
+    interior_range(w.out[a], w.inp[a], w.k[a], w.s[a], w.d[a], w.pb[a])
+}
+
+/// Outputs `[lo, hi)` of a sliding window (`out` outputs over `inp` inputs, kernel `k`, stride
+/// `s`, dilation `d`, begin pad `pb`) whose whole window lies inside the input: where pools and
+/// depthwise convs run four outputs per vector without bounds checks.
+pub(crate) fn interior_range(
+    out: usize,
+    inp: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+    pb: usize,
+) -> (usize, usize) {
+    let span = (k - 1) * d;
+    let lo = pb.div_ceil(s).min(out);
     // o * s - pb + span <= inp - 1
-    let hi = if w.inp[a] + w.pb[a] > span {
-        ((w.inp[a] + w.pb[a] - span - 1) / w.s[a] + 1).min(w.out[a])
+    let hi = if inp + pb > span {
+        ((inp + pb - span - 1) / s + 1).min(out)
     } else {
         0
     };
